@@ -1,0 +1,72 @@
+"""What a job body sees: its frozen spec, its folder, its upstream folders, a metric sink.
+
+The runner (``sweep.runner``) builds a ``JobContext`` and calls the body. A body
+must be restartable: it writes checkpoints under ``ctx.checkpoint_dir`` through
+``atomic_save`` and resumes from the newest one; when ``ctx.stop_requested()``
+turns true (Slurm preemption, time limit) it saves a checkpoint and raises
+``Preempted``. It returns its final scalar metrics; the runner logs them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class Preempted(Exception):
+    """Raised by a body that saved a checkpoint because it was asked to stop."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _drop_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    return None
+
+
+@dataclass
+class JobContext:
+    """Everything a job body may use; nothing else about the sweep leaks in."""
+
+    job_id: str
+    kind: str
+    spec: Mapping[str, Any]
+    workdir: Path
+    upstream: Mapping[str, Path] = field(default_factory=dict)
+    log_metrics: Callable[[Mapping[str, float], int | None], None] = _drop_metrics
+    log_artifact: Callable[[Path], None] = lambda path: None
+    stop_requested: Callable[[], bool] = _never
+    device: str = "cpu"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        path = self.workdir / "ckpt"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def upstream_dir(self, kind: str) -> Path:
+        """The output folder of the upstream job of ``kind`` (error if there is none)."""
+        try:
+            return self.upstream[kind]
+        except KeyError:
+            raise KeyError(f"job {self.job_id} has no upstream {kind!r} job (has: {sorted(self.upstream)})") from None
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: readers never see half a file."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

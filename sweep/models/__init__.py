@@ -1,0 +1,1 @@
+"""Model pieces of a VLM: vision tower, token compressors, projector, LLM wiring."""
