@@ -1,0 +1,152 @@
+"""The launcher protocol, and the DAG executor shared by the backends that wait for their jobs.
+
+A launcher gets the plan, the ids of the jobs to run (the rest are done) and the
+runtime, and either runs them to completion (local, Ray) or submits them and
+returns (Slurm, ``LaunchReport.detached``). Backends are picked by config
+(``launcher.name``) through lazy ``"module:Class"`` strings, so ``ray`` and
+``submitit`` are imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sweep.errors import SweepError, close_names
+from sweep.plan import Job, Plan
+from sweep.runner import BUSY, JobPayload, Outcome, Runtime
+from sweep.store import DONE, FAILED, PREEMPTED, Store
+
+BLOCKED = "blocked"  # an upstream job failed
+
+LAUNCHERS: dict[str, str] = {
+    "local": "launchers.local:LocalLauncher",
+    "ray": "launchers.ray:RayLauncher",
+    "slurm": "launchers.slurm:SlurmLauncher",
+}
+
+
+class Events(Protocol):
+    """Progress sink (the CLI's display)."""
+
+    def started(self, job: Job, attempt: int) -> None: ...
+    def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None: ...
+
+
+@dataclass
+class LaunchReport:
+    """What happened to each job this launch touched."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    detached: bool = False  # jobs were submitted and run on after we return
+
+    def count(self, state: str) -> int:
+        return sum(o.state == state for o in self.outcomes.values())
+
+
+class Launcher(Protocol):
+    """One execution backend."""
+
+    def check(self, plan: Plan, todo: Sequence[str]) -> None:
+        """Raise ``SweepError`` if these jobs cannot run here (before anything starts)."""
+
+    def launch(self, plan: Plan, todo: Sequence[str], rt: Runtime, events: Events) -> LaunchReport:
+        """Run (or submit) the jobs in ``todo`` in DAG order."""
+
+
+def payload(job: Job) -> JobPayload:
+    return JobPayload(id=job.id, kind=job.kind, spec=job.spec, upstream=dict(job.upstream),
+                      cell=job.cell.as_dict() if job.cell else None)
+
+
+def make_launcher(cfg: Mapping[str, Any]) -> Launcher:
+    """The backend named by ``launcher.name``, built from the ``launcher`` config."""
+    from sweep.runner import import_string
+
+    name = str(cfg.get("name"))
+    if name not in LAUNCHERS:
+        raise SweepError("launcher", f"unknown launcher {name!r}.{close_names(name, LAUNCHERS)}", f"use launcher={'|'.join(LAUNCHERS)}")
+    return import_string(LAUNCHERS[name])(cfg)
+
+
+class DagExecutor:
+    """Runs jobs as their upstream jobs finish, with retries; the backend supplies submit/wait.
+
+    ``submit(job)`` starts one attempt and returns a handle; ``wait(handles, timeout)``
+    returns the (handle, Outcome) pairs that finished. A job another sweep is
+    running (``busy``) is polled in the store until it is done, or retried if its
+    owner vanished.
+    """
+
+    def __init__(self, plan: Plan, todo: Iterable[str], store: Store, max_attempts: int, events: Events,
+                 poll_s: float = 1.0) -> None:
+        self.plan, self.store, self.events = plan, store, events
+        self.todo = [j for j in plan if j.id in set(todo)]
+        self.max_attempts, self.poll_s = max(1, int(max_attempts)), poll_s
+
+    def run(self, submit: Callable[[Job], Any], wait: Callable[[list[Any], float], list[tuple[Any, Outcome]]]) -> LaunchReport:
+        report = LaunchReport()
+        todo_ids = {j.id for j in self.todo}
+        finished: dict[str, str] = {}  # job id -> DONE / FAILED / BLOCKED
+        attempts: dict[str, int] = {}
+        running: dict[Any, Job] = {}
+        waiting: dict[str, float] = {}  # busy elsewhere: job id -> next poll time
+        pending = list(self.todo)
+
+        def state_of(dep: str) -> str | None:
+            if dep in finished:
+                return finished[dep]
+            if dep not in todo_ids:
+                return DONE if self.store.is_done(dep) else FAILED
+            return None
+
+        def start(job: Job) -> None:
+            attempts[job.id] = attempts.get(job.id, 0) + 1
+            self.events.started(job, attempts[job.id])
+            running[submit(job)] = job
+
+        def settle(job: Job, outcome: Outcome) -> None:
+            finished[job.id] = outcome.state
+            report.outcomes[job.id] = outcome
+            self.events.finished(job, outcome)
+
+        while pending or running or waiting:
+            for job in list(pending):
+                deps = [state_of(d) for d in job.deps]
+                if any(s in (FAILED, BLOCKED) for s in deps):
+                    pending.remove(job)
+                    bad = [d for d, s in zip(job.deps, deps) if s in (FAILED, BLOCKED)]
+                    settle(job, Outcome(job.id, BLOCKED, error=f"upstream failed: {', '.join(bad)}"))
+                elif all(s == DONE for s in deps):
+                    pending.remove(job)
+                    start(job)
+            now = time.time()
+            for jid, due in list(waiting.items()):
+                if due > now:
+                    continue
+                job = self.plan.get(jid)
+                if self.store.is_done(jid):
+                    del waiting[jid]
+                    settle(job, Outcome(jid, DONE, metrics=(self.store.result(jid) or {}).get("metrics", {}), skipped=True))
+                elif self.store.lease_owner(jid) is None:
+                    del waiting[jid]
+                    start(job)  # its other owner is gone: take it over
+                else:
+                    waiting[jid] = now + self.poll_s
+            if not running:
+                if waiting or pending:
+                    time.sleep(min(self.poll_s, 0.2))
+                continue
+            for handle, outcome in wait(list(running), self.poll_s):
+                job = running.pop(handle)
+                if outcome.state == BUSY:
+                    waiting[job.id] = time.time() + self.poll_s
+                    attempts[job.id] -= 1
+                elif outcome.state in (FAILED, PREEMPTED) and attempts[job.id] < self.max_attempts:
+                    self.events.finished(job, outcome, final=False)
+                    start(job)
+                else:
+                    settle(job, outcome)
+        return report

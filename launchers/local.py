@@ -1,0 +1,104 @@
+"""Local backend: a pool of worker processes on this machine, reused across jobs.
+
+Each worker imports torch once (on its first job) and then runs job after job,
+so the per-job start-up cost is paid ``workers`` times, not once per job. A worker that dies
+(out of memory, a segfault) fails only its job; the pool is rebuilt.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from launchers.base import DagExecutor, Events, LaunchReport, payload
+from sweep.errors import SweepError
+from sweep.plan import Job, Plan
+from sweep.runner import Outcome, Runtime, run_job
+from sweep.store import FAILED, Store
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    name: str = "local"
+    workers: int = 2  # concurrent jobs
+    threads_per_worker: int = 1  # torch threads per worker
+    max_attempts: int = 1  # attempts per job before it is reported failed
+
+
+def _init_worker(threads: int) -> None:
+    """Cap the math libraries' threads before anything imports them (torch reads these at import)."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+class LocalLauncher:
+    """Runs the jobs on this machine and waits for them."""
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.cfg = LocalConfig(**dict(cfg))
+        if self.cfg.workers < 1 or self.cfg.threads_per_worker < 1:
+            raise SweepError("launcher.workers", f"workers and threads_per_worker must be >= 1, got {self.cfg}", "set launcher.workers=2")
+
+    def check(self, plan: Plan, todo: Sequence[str]) -> None:
+        need = {plan.get(j).resource_class: plan.get(j).resources.get("gpus", 0) for j in todo}
+        gpu_classes = {c: g for c, g in need.items() if g > 0}
+        if not gpu_classes:
+            return
+        import torch
+
+        have = torch.cuda.device_count()
+        most = max(gpu_classes.values())
+        if have < most:
+            raise SweepError(
+                "launcher",
+                f"the local launcher cannot run this plan: its jobs need up to {most} GPUs "
+                f"(resource classes {gpu_classes}) and this machine has {have}",
+                "see the plan with `python -m sweep plan ...`, then submit it to a GPU cluster with "
+                "launcher=slurm (launcher.partition=...) or launcher=ray (launcher.address=...); "
+                "on a laptop run the mini grid: `python -m sweep`",
+            )
+
+    def launch(self, plan: Plan, todo: Sequence[str], rt: Runtime, events: Events) -> LaunchReport:
+        workers = min(self.cfg.workers, max(1, len(todo)))
+        rt = Runtime(**{**rt.__dict__, "threads": self.cfg.threads_per_worker})
+        pool = self._pool(workers)
+        job_of: dict[Future, str] = {}
+
+        def submit(job: Job) -> Future:
+            nonlocal pool
+            try:
+                fut = pool.submit(run_job, payload(job), rt)
+            except BrokenProcessPool:  # a worker died earlier: start a fresh pool
+                pool = self._pool(workers)
+                fut = pool.submit(run_job, payload(job), rt)
+            job_of[fut] = job.id
+            return fut
+
+        def wait(futures: list[Future], timeout: float) -> list[tuple[Future, Outcome]]:
+            done, _ = wait_futures(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+            out = []
+            for fut in done:
+                try:
+                    out.append((fut, fut.result()))
+                except BrokenProcessPool as e:
+                    out.append((fut, Outcome(job_of[fut], FAILED, error=f"worker process died (out of memory?): {e}")))
+                except Exception as e:  # raised outside run_job's own handling, e.g. pickling
+                    out.append((fut, Outcome(job_of[fut], FAILED, error=f"{type(e).__name__}: {e}")))
+            return out
+
+        store = Store(rt.store_root, lease_s=rt.lease_s)
+        try:
+            return DagExecutor(plan, todo, store, self.cfg.max_attempts, events).run(submit, wait)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.cfg.threads_per_worker,))

@@ -1,0 +1,217 @@
+"""``python -m sweep [plan|run|status|fit] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
+
+    python -m sweep                         run the mini grid (the default) locally
+    python -m sweep plan +grid=paper        show the paper grid's jobs, status and cost
+    python -m sweep +grid=paper launcher=slurm launcher.partition=gpu
+    python -m sweep status --json
+    python -m sweep fit                     fit the scaling law to the sweep's eval runs
+    python -m sweep fit --csv results.csv --n-unit billions --json
+
+Exit codes: 0 ok, 1 a job failed, 2 bad input (nothing was started).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweep.errors import SweepError, close_names
+
+COMMANDS = ("run", "plan", "status", "fit")
+FLAGS_WITH_VALUE = ("--csv", "--n-unit")
+
+
+@dataclass
+class Args:
+    command: str = "run"
+    json: bool = False
+    show_config: bool = False
+    csv: str | None = None
+    n_unit: str = "auto"
+    overrides: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: Sequence[str]) -> Args:
+    """Subcommand first (optional), then flags and Hydra overrides in any order."""
+    args = Args()
+    rest = list(argv)
+    if rest and not rest[0].startswith("-") and "=" not in rest[0] and not rest[0].startswith(("+", "~")):
+        word = rest.pop(0)
+        if word not in COMMANDS:
+            raise SweepError("command", f"unknown subcommand {word!r}.{close_names(word, COMMANDS)}", f"use one of {', '.join(COMMANDS)}")
+        args.command = word
+    while rest:
+        item = rest.pop(0)
+        if item == "--json":
+            args.json = True
+        elif item == "--cfg":
+            args.show_config = True
+        elif item.split("=", 1)[0] in FLAGS_WITH_VALUE:
+            key, _, value = item.partition("=")
+            if not value:
+                if not rest:
+                    raise SweepError(key, "needs a value", f"write {key} VALUE")
+                value = rest.pop(0)
+            setattr(args, key[2:].replace("-", "_"), value)
+        elif item.startswith("-"):
+            raise SweepError(item, "unknown option", "options are --json, --cfg, --csv PATH, --n-unit params|billions, -h")
+        elif "=" in item or item.startswith("~"):
+            args.overrides.append(item)
+        else:
+            raise SweepError(item, f"{item!r} is not a Hydra override (key=value) nor a subcommand", f"subcommands go first: {', '.join(COMMANDS)}")
+    return args
+
+
+def load(overrides: Sequence[str]) -> tuple[dict[str, Any], Any]:
+    """(resolved config, plan) for these overrides; every input error surfaces here."""
+    from sweep.config import compose, resolved
+    from sweep.plan import build_plan
+
+    cfg = resolved(compose(overrides))
+    return cfg, build_plan(cfg)
+
+
+def store_of(cfg: dict[str, Any]) -> Any:
+    from sweep.store import Store
+
+    return Store(cfg["sweep"]["root"], lease_s=float(cfg["sweep"].get("lease_s", 120)))
+
+
+def cmd_plan(args: Args) -> int:
+    from launchers.base import make_launcher
+    from sweep.display import plan_rows, render_plan
+
+    cfg, plan = load(args.overrides)
+    rows = plan_rows(plan, store_of(cfg))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+        return 0
+    print(render_plan(plan.name, rows))
+    try:
+        make_launcher(cfg["launcher"]).check(plan, [r["id"] for r in rows if r["status"] != "done"])
+    except SweepError as e:
+        print(f"\nnote: {e}")
+    return 0
+
+
+def cmd_status(args: Args) -> int:
+    from sweep.display import plan_rows, table
+
+    cfg, plan = load(args.overrides)
+    rows = plan_rows(plan, store_of(cfg))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+        return 0
+    print(table([(r["id"], r["status"], r["attempts"], (r["error"] or "")[:100]) for r in rows], ("job", "status", "attempts", "last error")))
+    return 0
+
+
+def setup_tracking(cfg: dict[str, Any], plan: Any) -> Any:
+    """Experiment and parent run (created once, under a lock), as a ``Runtime`` for the workers."""
+    from omegaconf import OmegaConf
+
+    from sweep.runner import Runtime
+    from sweep.tracking import Tracker, file_lock, git_commit
+
+    store = store_of(cfg)
+    tracker = Tracker(cfg["tracking"]["uri"])
+    commit = git_commit()
+    grid_tags = {f"grid.{k}": json.dumps(v) for k, v in cfg["grid"].items()}
+    with file_lock(store.root / ".tracking.lock"):
+        exp = tracker.experiment(plan.name)
+        parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, **grid_tags})
+    config_file = store.root / "sweeps" / plan.name / "config.yaml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    tracker.log_artifact(parent, config_file)
+    return tracker, Runtime(store_root=str(store.root), tracking_uri=tracker.uri, experiment_id=exp,
+                            parent_run_id=parent, sweep_name=plan.name, git_commit=commit,
+                            lease_s=store.lease_s)
+
+
+def cmd_run(args: Args) -> int:
+    from launchers.base import make_launcher
+    from sweep.display import Progress, error_tables, plan_rows, render_plan
+
+    cfg, plan = load(args.overrides)
+    store = store_of(cfg)
+    rows = plan_rows(plan, store)
+    todo = [r["id"] for r in rows if r["status"] != "done"]
+    launcher = make_launcher(cfg["launcher"])
+    launcher.check(plan, todo)
+    print(render_plan(plan.name, rows), flush=True)
+    if not todo:
+        print(f"nothing to do: all {len(rows)} jobs are done (results under {store.root})")
+        tables = error_tables(plan, store)
+        print(f"\n{tables}" if tables else "")
+        return 0
+    tracker, rt = setup_tracking(cfg, plan)
+    report = launcher.launch(plan, todo, rt, Progress(len(todo)))
+    if report.detached:
+        print(f"submitted {len(report.outcomes)} jobs; `python -m sweep status` follows them")
+        return 0
+    failed = [o for o in report.outcomes.values() if o.state not in ("done",)]
+    tracker.finish(rt.parent_run_id, "FAILED" if failed else "FINISHED")
+    print(f"\n{len(report.outcomes) - len(failed)} done, {len(failed)} not done; results under {store.root}")
+    for o in failed:
+        print(f"  {o.state}: {o.job_id}: {(o.error or '').splitlines()[0] if o.error else ''}")
+        print(f"    details: {store.job_dir(o.job_id) / 'error.json'}")
+    tables = error_tables(plan, store)
+    if tables:
+        print(f"\n{tables}")
+    if not failed and any(o.state == "done" and not o.skipped for o in report.outcomes.values()):
+        run_fit_after(cfg, plan)
+    return 1 if failed else 0
+
+
+def run_fit_after(cfg: dict[str, Any], plan: Any) -> None:
+    """Fit at the end of a run; a study too small to fit is a note, not a failure."""
+    try:
+        from sweep.fitting import fit_sweep
+    except ImportError:
+        return
+    try:
+        fit_sweep(cfg, plan, as_json=False)
+    except SweepError as e:
+        print(f"\nfit skipped: {e}")
+
+
+def cmd_fit(args: Args) -> int:
+    from sweep.fitting import fit_csv, fit_sweep
+
+    if args.csv:
+        return fit_csv(Path(args.csv), args.n_unit, as_json=args.json)
+    cfg, plan = load(args.overrides)
+    fit_sweep(cfg, plan, as_json=args.json)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    try:
+        args = parse_args(argv)
+        if args.show_config:
+            from omegaconf import OmegaConf
+
+            from sweep.config import compose
+
+            print(OmegaConf.to_yaml(compose(args.overrides)))
+            return 0
+        return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit}[args.command](args)
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `python -m sweep plan --json | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,64 @@
+"""FLOPs and GPU-hour estimates for the plan (pure arithmetic, no models built).
+
+Training a dense decoder costs about 6*N FLOPs per token (2N forward, 4N
+backward); with the LLM frozen (stage 1) the backward pass still flows through
+it for the activations, so 4*N. Inference prefill costs 2*N per token, which is
+the paper's 2*N*(Q+V). A frozen vision tower costs 2*N_vision per patch token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ANSWER_TOKENS = 8  # rough generated/answer length per question, for estimates only
+
+
+def llm_params(entry: Mapping[str, Any]) -> tuple[float, float]:
+    """(non-embedding N, total parameters) of a catalogue LLM entry."""
+    if entry.get("kind") == "hf":
+        return float(entry["non_embedding_params_b"]) * 1e9, float(entry["params_b"]) * 1e9
+    h, layers, inter = entry["hidden_size"], entry["num_layers"], entry["intermediate_size"]
+    heads = entry["num_heads"]
+    kv = entry.get("num_kv_heads", heads)
+    per_layer = h * h * 2 + 2 * h * (h // heads) * kv + 3 * h * inter + 2 * h
+    non_embedding = layers * per_layer + h
+    return float(non_embedding), float(non_embedding + entry.get("vocab_size", 64) * h)
+
+
+def vision_flops_per_image(vision: Mapping[str, Any]) -> float:
+    """Forward FLOPs of the frozen tower for one image."""
+    patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    if "params_b" in vision:
+        params = float(vision["params_b"]) * 1e9
+    else:
+        params = 12.0 * vision["dim"] ** 2 * vision["layers"]
+    return 2.0 * params * (patches + 1)
+
+
+def train_flops(llm: Mapping[str, Any], stage: Mapping[str, Any], visual_tokens: int, text_tokens: float,
+                samples: float, vision: Mapping[str, Any] | None) -> float:
+    """FLOPs of one training stage: LLM forward+backward on V+Q tokens, plus the vision tower if not cached."""
+    n, _ = llm_params(llm)
+    per_token = 6.0 * n if stage.get("trainable", "all") == "all" else 4.0 * n
+    total = per_token * (visual_tokens + text_tokens) * samples
+    if vision is not None:
+        total += vision_flops_per_image(vision) * samples
+    return total
+
+
+def eval_flops(llm: Mapping[str, Any], visual_tokens: int, text_tokens: float, samples: float,
+               vision: Mapping[str, Any] | None) -> float:
+    """FLOPs of evaluating one cell: prefill plus a short answer, plus the tower if not cached."""
+    n, _ = llm_params(llm)
+    total = 2.0 * n * (visual_tokens + text_tokens + ANSWER_TOKENS) * samples
+    if vision is not None:
+        total += vision_flops_per_image(vision) * samples
+    return total
+
+
+def gpu_hours(flops: float, gpus: int, cost: Mapping[str, Any]) -> float:
+    """Wall-clock GPU-hours at the assumed model-FLOPs utilisation (0 for CPU jobs)."""
+    if gpus <= 0:
+        return 0.0
+    return flops / (float(cost["gpu_peak_tflops"]) * 1e12 * float(cost["assumed_mfu"]) * 3600.0)

@@ -1,0 +1,118 @@
+"""What the user reads: the plan table, progress lines, the summary and the error tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from sweep.plan import Job, Plan
+from sweep.runner import Outcome
+from sweep.store import DONE, FAILED, PREEMPTED, RUNNING, SUBMITTED, JobState, Store
+
+WILL_RUN, WILL_RESUME, FAILED_BEFORE = "will run", "will resume", "failed before"
+
+
+def status_label(state: JobState) -> str:
+    """The plan's word for a job: done / will run / will resume / failed before / running / submitted."""
+    if state.state == DONE:
+        return "done"
+    if state.state == RUNNING:
+        return "running"
+    if state.state == SUBMITTED:
+        return "submitted"
+    if state.state == FAILED:
+        return FAILED_BEFORE
+    if state.state == PREEMPTED or state.has_checkpoint:
+        return WILL_RESUME
+    return WILL_RUN
+
+
+def plan_rows(plan: Plan, store: Store) -> list[dict[str, Any]]:
+    """One JSON-able record per job, in plan order."""
+    rows = []
+    for job in plan:
+        state = store.state(job.id)
+        rows.append({
+            "id": job.id, "kind": job.kind, "stage": job.spec.get("stage", {}).get("name"),
+            **(job.cell.as_dict() if job.cell else {}), "heldout": bool(job.cell and job.cell.heldout),
+            "status": status_label(state), "attempts": state.attempts, "error": state.error,
+            "resource_class": job.resource_class, "resources": dict(job.resources),
+            "flops": job.flops, "gpu_hours": round(job.gpu_hours, 3), "deps": list(job.deps),
+        })
+    return rows
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_plan(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    body = table(
+        [(r["id"], r["kind"] + (f":{r['stage']}" if r["stage"] and r["stage"] != r["kind"] else ""),
+          r["status"] + (" (held out)" if r["heldout"] and r["kind"] == "eval" else ""),
+          r["resource_class"], f"{r['gpu_hours']:.1f}" if r["resources"].get("gpus") else "-") for r in rows],
+        ("job", "kind", "status", "resources", "est. GPU-h"),
+    )
+    counts = Counter(r["status"] for r in rows)
+    total_gpu = sum(r["gpu_hours"] for r in rows)
+    todo_gpu = sum(r["gpu_hours"] for r in rows if r["status"] != "done")
+    cells = len({(r.get("llm"), r.get("visual_tokens"), r.get("compressor"), r.get("seed")) for r in rows if r.get("llm")})
+    summary = (f"sweep {name!r}: {cells} cells, {len(rows)} jobs ("
+               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")")
+    if total_gpu:
+        summary += f"; estimated {total_gpu:,.0f} GPU-hours in all, {todo_gpu:,.0f} still to run"
+    return f"{body}\n{summary}"
+
+
+class Progress:
+    """Prints a line when a job starts or ends, with a running count."""
+
+    def __init__(self, total: int, out: TextIO = sys.stdout) -> None:
+        self.total, self.done, self.out, self.t0 = total, 0, out, time.time()
+
+    def started(self, job: Job, attempt: int) -> None:
+        again = f" (attempt {attempt})" if attempt > 1 else ""
+        print(f"[{self.done:>3}/{self.total}] start  {job.label}{again}", file=self.out, flush=True)
+
+    def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None:
+        self.done += final
+        detail = ""
+        if outcome.state == DONE:
+            m = outcome.metrics
+            bits = [f"{k}={m[k]:.3f}" for k in ("train/loss_final", "error/reasoning", "error/ocr", "vision/patch_acc") if k in m]
+            detail = " ".join(bits)
+        elif outcome.error:
+            detail = outcome.error.splitlines()[0][:200]
+        took = f"{outcome.seconds:6.1f}s" if outcome.seconds else "      "
+        print(f"[{self.done:>3}/{self.total}] {outcome.state:<6} {job.label} {took} {detail}".rstrip(), file=self.out, flush=True)
+
+
+def error_tables(plan: Plan, store: Store) -> str:
+    """Eval error per family as LLM x V tables (one per family and compressor), from the done records."""
+    results: dict[tuple[str, str], dict[tuple[str, int], list[float]]] = {}
+    llms: list[str] = []
+    vs: list[int] = []
+    for job in plan:
+        if job.kind != "eval" or job.cell is None:
+            continue
+        record = store.result(job.id)
+        if not record:
+            continue
+        c = job.cell
+        llms += [c.llm] if c.llm not in llms else []
+        vs += [c.visual_tokens] if c.visual_tokens not in vs else []
+        for key, value in record["metrics"].items():
+            if key.startswith("error/"):
+                results.setdefault((key[len("error/"):], c.compressor), {}).setdefault((c.llm, c.visual_tokens), []).append(value)
+    out = []
+    for (family, comp), grid in sorted(results.items()):
+        rows = [[llm] + [f"{sum(grid[(llm, v)]) / len(grid[(llm, v)]):.3f}" if (llm, v) in grid else "" for v in vs] for llm in llms]
+        out.append(f"error, {family}, {comp} (mean over seeds)\n" + table(rows, ["LLM \\ V"] + [str(v) for v in vs]))
+    return "\n\n".join(out)

@@ -1,0 +1,50 @@
+"""A trivial job for checking a backend end to end before spending GPU hours on it.
+
+Its spec says what to do: ``sleep_s`` (seconds to run), ``fail_attempts`` (fail
+on the first N attempts, then succeed), ``trace`` (a file to append start/end
+lines to, for ordering checks), ``steps`` (checkpointed steps; honours
+``ctx.stop_requested`` like a training job). The launcher contract tests run it
+on every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from sweep.jobs.context import JobContext, Preempted
+
+
+def _trace(path: str | None, event: str, job_id: str) -> None:
+    if path:
+        with open(path, "a") as f:  # O_APPEND: whole lines, even from several processes
+            f.write(json.dumps({"event": event, "job": job_id, "t": time.time(), "pid": os.getpid()}) + "\n")
+
+
+def run(ctx: JobContext) -> dict[str, float]:
+    spec = ctx.spec
+    attempts_file = ctx.workdir / "probe_attempts"
+    attempt = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
+    attempts_file.write_text(str(attempt))
+    _trace(spec.get("trace"), "start", ctx.job_id)
+    if attempt <= int(spec.get("fail_attempts", 0)):
+        raise RuntimeError(f"probe failure on attempt {attempt} (host {socket.gethostname()})")
+    ckpt = Path(ctx.checkpoint_dir) / "step"
+    start = int(ckpt.read_text()) if ckpt.exists() else 0
+    steps = int(spec.get("steps", 1))
+    per_step = float(spec.get("sleep_s", 0.0)) / steps
+    for step in range(start, steps):
+        if ctx.stop_requested():
+            ckpt.write_text(str(step))
+            raise Preempted(f"stopped at step {step}")
+        time.sleep(per_step)
+        ctx.log_metrics({"probe/step": float(step)}, step)
+    ckpt.write_text(str(steps))
+    _trace(spec.get("trace"), "end", ctx.job_id)
+    for kind, folder in ctx.upstream.items():
+        if not (folder / "done.json").exists():
+            raise RuntimeError(f"upstream {kind} at {folder} is not done")
+    return {"probe/attempt": float(attempt), "probe/resumed_from_step": float(start), "probe/value": float(spec.get("value", 1.0))}

@@ -1,0 +1,172 @@
+"""Run one job inside a worker: claim it, track it, call its body, record the result.
+
+Every launcher ends up calling ``run_job`` (in a local worker process, a Ray task
+or a Slurm job). The job arrives as a ``JobPayload``: the frozen spec plus the
+runtime settings that are not part of its id (store root, tracking URI, parent
+run). ``done.json`` is written last: if anything before it fails, the job is not
+done and a re-run picks it up, resuming from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweep.jobs import JOB_KINDS
+from sweep.jobs.context import JobContext, Preempted
+from sweep.store import DONE, FAILED, PREEMPTED, RUNNING, Store, write_json_atomic
+
+BUSY = "busy"  # another worker holds the job's lease
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Settings of this sweep invocation that do not change any result."""
+
+    store_root: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    sweep_name: str
+    git_commit: str = "unknown"
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    lease_s: float = 120.0
+    threads: int = 0  # torch threads in the worker (the launcher also caps OMP_NUM_THREADS); 0 = default
+
+
+@dataclass(frozen=True)
+class JobPayload:
+    """What a worker needs to run one job (picklable, JSON-able)."""
+
+    id: str
+    kind: str
+    spec: Mapping[str, Any]
+    upstream: Mapping[str, str]
+    cell: Mapping[str, Any] | None = None
+
+
+@dataclass
+class Outcome:
+    """How one attempt of a job ended."""
+
+    job_id: str
+    state: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def import_string(target: str) -> Callable[..., Any]:
+    """``"pkg.module:function"`` -> the function."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _plot_series(series: Mapping[str, list[tuple[int, float]]], path: Path) -> Path | None:
+    """A small PNG of each logged series (the training loss curve)."""
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3), squeeze=False)
+    for ax, (key, points) in zip(axes[0], sorted(series.items())):
+        steps, values = zip(*points)
+        ax.plot(steps, values)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def run_job(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | None = None) -> Outcome:
+    """Run ``job`` once if nobody else is running it; never raises for the job's own failures."""
+    from sweep.tracking import Tracker, flatten
+
+    t0 = time.time()
+    store = Store(rt.store_root, lease_s=rt.lease_s)
+    if store.is_done(job.id):
+        return Outcome(job.id, DONE, metrics=(store.result(job.id) or {}).get("metrics", {}), skipped=True)
+    lease = store.claim(job.id, rt.owner)
+    if lease is None:
+        return Outcome(job.id, BUSY)
+    tracker: Tracker | None = None
+    run_id: str | None = None
+    try:
+        if store.is_done(job.id):  # finished between our check and our claim
+            return Outcome(job.id, DONE, metrics=(store.result(job.id) or {}).get("metrics", {}), skipped=True)
+        missing = [u for u in job.upstream.values() if not store.is_done(u)]
+        if missing:
+            raise RuntimeError(f"upstream jobs are not done: {missing}")
+        workdir = store.job_dir(job.id)
+        store.write_spec(job.id, job.spec)
+        store.set_status(job.id, RUNNING, owner=rt.owner, pid=os.getpid())
+        tracker = Tracker(rt.tracking_uri)
+        tags = {"sweep_kind": job.kind, "sweep_name": rt.sweep_name, "sweep_git_commit": rt.git_commit,
+                "sweep_cell": "-".join(str(v) for v in (job.cell or {}).values())}
+        run_id = tracker.job_run(rt.experiment_id, rt.parent_run_id, job.id, tags)
+        tracker.log_params(run_id, {"job.id": job.id, "job.kind": job.kind, **flatten(job.spec)})
+        tracker.log_artifact(run_id, workdir / "spec.json")
+
+        series: dict[str, list[tuple[int, float]]] = {}
+
+        def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+            for k, v in metrics.items():
+                series.setdefault(k, []).append((int(step or 0), float(v)))
+            tracker.log_metrics(run_id, metrics, step)  # type: ignore[union-attr]
+
+        if rt.threads > 0 and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(rt.threads)
+        ctx = JobContext(
+            job_id=job.id, kind=job.kind, spec=job.spec, workdir=workdir,
+            upstream={kind: store.job_dir(uid) for kind, uid in job.upstream.items()},
+            log_metrics=log_metrics,
+            log_artifact=lambda path: tracker.log_artifact(run_id, Path(path)),  # type: ignore[union-attr]
+            stop_requested=stop_requested or (lambda: False),
+        )
+        metrics = dict(import_string(JOB_KINDS[job.kind])(ctx))
+        metrics["job/seconds"] = time.time() - t0
+        tracker.log_metrics(run_id, metrics)
+        plot = _plot_series(series, workdir / "series.png")
+        if plot is not None:
+            tracker.log_artifact(run_id, plot)
+        tracker.finish(run_id, "FINISHED")
+        store.mark_done(job.id, metrics)
+        return Outcome(job.id, DONE, metrics=metrics, seconds=time.time() - t0)
+    except (Preempted, KeyboardInterrupt) as e:
+        store.set_status(job.id, PREEMPTED, reason=type(e).__name__)
+        if tracker is not None and run_id is not None:
+            tracker.finish(run_id, "KILLED")
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return Outcome(job.id, PREEMPTED, seconds=time.time() - t0)
+    except Exception as e:
+        text = f"{type(e).__name__}: {e}"
+        store.set_status(job.id, FAILED, error=text, traceback=traceback.format_exc())
+        write_json_atomic(store.job_dir(job.id) / "error.json", {"error": text, "traceback": traceback.format_exc()})
+        if tracker is not None and run_id is not None:
+            try:
+                tracker.set_tags(run_id, {"sweep_error": text[:5000]})
+                tracker.finish(run_id, "FAILED")
+            except Exception:
+                pass  # the store already holds the error; tracking must not hide it
+        return Outcome(job.id, FAILED, error=text, seconds=time.time() - t0)
+    finally:
+        lease.release()

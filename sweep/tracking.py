@@ -1,0 +1,198 @@
+"""MLflow: one experiment per sweep, a parent run per sweep, a child run per job.
+
+Runs are found-or-created by tags (``sweep_role``, ``sweep_job_id``), never by
+name, so re-running a sweep never duplicates runs. Only the ``MlflowClient`` is
+used (no fluent global state), so workers in any process can log safely. The
+default store is MLflow's own default, ``sqlite:///mlflow.db`` in the working
+directory, made absolute so jobs on other processes and nodes find it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, TypeVar
+
+T = TypeVar("T")
+PARENT, JOB, FIT = "parent", "job", "fit"
+MAX_PARAM_CHARS = 6000
+
+
+def absolute_uri(uri: str) -> str:
+    """``sqlite:///rel.db`` -> ``sqlite:////abs/rel.db``; plain paths -> absolute paths."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    if "://" not in uri and not uri.startswith("databricks"):
+        return str(Path(uri).resolve())
+    return uri
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dicts/lists -> ``{"a.b.0.c": "value"}`` with values as MLflow-safe strings."""
+    out: dict[str, str] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, list) and obj and any(isinstance(v, (Mapping, list)) for v in obj):
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}{i}."))
+    else:
+        out[prefix.rstrip(".")] = str(obj)[:MAX_PARAM_CHARS]
+    return out
+
+
+def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
+    """Retry a store call that lost a race for a SQLite lock or hit a busy server."""
+    delay = 0.1
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as e:  # MlflowException wraps OperationalError and HTTP errors
+            text = str(e).lower()
+            transient = any(s in text for s in ("locked", "busy", "timed out", "temporarily", "503", "502", "connection"))
+            if not transient or i == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+class Tracker:
+    """The sweep's view of one MLflow tracking store."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = absolute_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # ---- find or create -----------------------------------------------
+    def experiment(self, name: str) -> str:
+        exp = _retry(lambda: self.client.get_experiment_by_name(name))
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return _retry(lambda: self.client.create_experiment(name))
+        except Exception:  # created meanwhile by a concurrent sweep
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def _find(self, experiment_id: str, **tags: str) -> Any | None:
+        query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+        runs = _retry(lambda: self.client.search_runs([experiment_id], query, max_results=2, order_by=["attributes.start_time ASC"]))
+        return runs[0] if runs else None
+
+    def parent_run(self, experiment_id: str, sweep_name: str, tags: Mapping[str, str]) -> str:
+        run = self._find(experiment_id, sweep_role=PARENT)
+        if run is None:
+            run = _retry(lambda: self.client.create_run(
+                experiment_id, run_name=f"sweep-{sweep_name}", tags={"sweep_role": PARENT, "sweep_name": sweep_name, **tags}))
+        else:
+            self.set_tags(run.info.run_id, tags)
+            _retry(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
+        return run.info.run_id
+
+    def job_run(self, experiment_id: str, parent_run_id: str, job_id: str, tags: Mapping[str, str]) -> str:
+        """The job's run, created on its first attempt and reopened on later ones."""
+        run = self._find(experiment_id, sweep_job_id=job_id)
+        all_tags = {"sweep_role": JOB, "sweep_job_id": job_id, "mlflow.parentRunId": parent_run_id, **tags}
+        if run is None:
+            run = _retry(lambda: self.client.create_run(experiment_id, run_name=job_id, tags=all_tags))
+            return run.info.run_id
+        _retry(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
+        self.set_tags(run.info.run_id, tags)
+        return run.info.run_id
+
+    def fit_run(self, experiment_id: str, parent_run_id: str, tags: Mapping[str, str]) -> str:
+        run = self._find(experiment_id, sweep_role=FIT)
+        if run is None:
+            run = _retry(lambda: self.client.create_run(
+                experiment_id, run_name="fit", tags={"sweep_role": FIT, "mlflow.parentRunId": parent_run_id, **tags}))
+            return run.info.run_id
+        _retry(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
+        return run.info.run_id
+
+    # ---- logging -------------------------------------------------------
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), 100):
+            _retry(lambda chunk=items[i:i + 100]: self.client.log_batch(run_id, tags=chunk))
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params in batches of 100; a value already logged identically is not re-sent."""
+        from mlflow.entities import Param
+
+        existing = _retry(lambda: self.client.get_run(run_id)).data.params
+        items = [Param(k, str(v)) for k, v in params.items() if existing.get(k) != str(v)]
+        for i in range(0, len(items), 100):
+            _retry(lambda chunk=items[i:i + 100]: self.client.log_batch(run_id, params=chunk))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(step or 0)) for k, v in metrics.items() if _is_number(v)]
+        for i in range(0, len(items), 500):
+            _retry(lambda chunk=items[i:i + 500]: self.client.log_batch(run_id, metrics=chunk))
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        _retry(lambda: self.client.log_artifact(run_id, str(path), artifact_path))
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+    # ---- reading -------------------------------------------------------
+    def job_runs(self, experiment_id: str, kind: str, job_ids: Iterable[str] | None = None) -> list[Any]:
+        """Finished job runs of one kind, optionally restricted to these job ids."""
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = _retry(lambda: self.client.search_runs(
+                [experiment_id], f"tags.sweep_kind = '{kind}' and attributes.status = 'FINISHED'",
+                max_results=1000, page_token=token))
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+        if job_ids is not None:
+            wanted = set(job_ids)
+            runs = [r for r in runs if r.data.tags.get("sweep_job_id") in wanted]
+        return runs
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN is dropped
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An advisory lock held for the duration of the block (parent-run get-or-create)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The checkout's commit (with ``-dirty`` when modified), or ``unknown``."""
+    import subprocess
+
+    repo = repo or Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+

@@ -1,0 +1,20 @@
+"""Shared fixtures: a real MLflow store in a temp folder (its schema is created once per session)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One real SQLite MLflow store for the session (creating its schema takes seconds)."""
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    from sweep.tracking import Tracker
+
+    Tracker(uri).experiment("warmup")
+    return uri

@@ -1,0 +1,112 @@
+"""The contract every launcher backend passes, run with real workers and a real MLflow store.
+
+DAG order, done jobs skipped, failed jobs retried, a failing job's error reaching
+the user, and two concurrent launches of the same plan running each job once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from helpers import Recorder, make_runtime, probe_plan
+
+LAUNCHERS: dict[str, Callable[[], Any]] = {}
+
+
+def _local() -> Any:
+    from launchers.local import LocalLauncher
+
+    return LocalLauncher({"name": "local", "workers": 2, "threads_per_worker": 1, "max_attempts": 2})
+
+
+LAUNCHERS["local"] = _local
+
+
+@pytest.fixture(params=sorted(LAUNCHERS))
+def launcher(request: pytest.FixtureRequest) -> Any:
+    return LAUNCHERS[request.param]()
+
+
+def _trace(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _launch(launcher: Any, plan: Any, rt: Any, todo: list[str] | None = None) -> tuple[Any, Recorder]:
+    rec = Recorder()
+    report = launcher.launch(plan, todo if todo is not None else [j.id for j in plan], rt, rec)
+    return report, rec
+
+
+def test_dag_order_and_results(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    trace = tmp_path / "trace.jsonl"
+    plan = probe_plan({
+        "a": ((), {"sleep_s": 0.3, "trace": str(trace)}),
+        "b": (("a",), {"sleep_s": 0.1, "trace": str(trace)}),
+        "c": (("a",), {"sleep_s": 0.1, "trace": str(trace)}),
+        "d": (("b", "c"), {"trace": str(trace)}),
+    })
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "contract-dag")
+    report, _ = _launch(launcher, plan, rt)
+    assert {o.state for o in report.outcomes.values()} == {"done"}
+    events = _trace(trace)
+    when = {(e["job"], e["event"]): e["t"] for e in events}
+    ids = {j.spec["name"]: j.id for j in plan}
+    assert when[(ids["a"], "end")] <= when[(ids["b"], "start")]
+    assert when[(ids["a"], "end")] <= when[(ids["c"], "start")]
+    assert max(when[(ids["b"], "end")], when[(ids["c"], "end")]) <= when[(ids["d"], "start")]
+    from sweep.tracking import Tracker
+
+    runs = Tracker(mlflow_uri).job_runs(rt.experiment_id, "probe")
+    assert sorted(r.data.tags["sweep_job_id"] for r in runs) == sorted(ids.values())
+    assert all(r.data.tags["mlflow.parentRunId"] == rt.parent_run_id for r in runs)
+
+
+def test_done_jobs_are_skipped(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    trace = tmp_path / "trace.jsonl"
+    plan = probe_plan({"a": ((), {"trace": str(trace)}), "b": (("a",), {"trace": str(trace)})})
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "contract-skip")
+    _launch(launcher, plan, rt)
+    first = len(_trace(trace))
+    report, _ = _launch(launcher, plan, rt)
+    assert len(_trace(trace)) == first == 4  # nothing ran a second time
+    assert all(o.skipped for o in report.outcomes.values())
+
+
+def test_failed_job_is_retried_and_error_reaches_user(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    plan = probe_plan({
+        "flaky": ((), {"fail_attempts": 1}),
+        "broken": ((), {"fail_attempts": 99}),
+        "after_broken": (("broken",), {}),
+    })
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "contract-fail")
+    report, rec = _launch(launcher, plan, rt)
+    ids = {j.spec["name"]: j.id for j in plan}
+    assert report.outcomes[ids["flaky"]].state == "done"
+    assert report.outcomes[ids["flaky"]].metrics["probe/attempt"] == 2
+    assert report.outcomes[ids["broken"]].state == "failed"
+    assert "probe failure on attempt 2" in report.outcomes[ids["broken"]].error
+    assert report.outcomes[ids["after_broken"]].state == "blocked"
+    assert (ids["broken"], 2) in rec.starts and (ids["broken"], 3) not in rec.starts
+
+
+def test_concurrent_launches_run_each_job_once(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    trace = tmp_path / "trace.jsonl"
+    plan = probe_plan({f"j{i}": ((), {"sleep_s": 0.4, "trace": str(trace)}) for i in range(4)}
+                      | {"last": (tuple(f"j{i}" for i in range(4)), {"trace": str(trace)})})
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "contract-concurrent")
+    other = LAUNCHERS[type(launcher).__name__.replace("Launcher", "").lower()]()
+    reports: list[Any] = []
+    threads = [threading.Thread(target=lambda ln=ln: reports.append(_launch(ln, plan, rt)[0])) for ln in (launcher, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    starts = [e["job"] for e in _trace(trace) if e["event"] == "start"]
+    assert sorted(starts) == sorted(j.id for j in plan)  # each job started exactly once
+    for report in reports:
+        assert {o.state for o in report.outcomes.values()} == {"done"}
