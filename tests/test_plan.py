@@ -1,0 +1,98 @@
+"""Grid expansion, content ids and the DAG, from the real config tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweep.config import compose, resolved, with_default_grid
+from sweep.errors import SweepError
+from sweep.ids import canonical_json, content_hash, job_id
+from sweep.plan import build_plan
+
+
+def plan_for(*overrides: str):
+    return build_plan(resolved(compose(list(overrides))))
+
+
+def test_default_grid_is_mini_and_plus_grid_selects():
+    assert with_default_grid([]) == ["+grid=mini"]
+    assert with_default_grid(["+grid=paper", "x=1"]) == ["+grid=paper", "x=1"]
+    default, explicit = plan_for(), plan_for("+grid=mini")
+    assert [j.id for j in default] == [j.id for j in explicit]
+
+
+def test_mini_grid_expansion():
+    plan = plan_for("grid.llm=[xs,s]", "grid.visual_tokens=[1,16]", "grid.seeds=[0,1]")
+    assert len(plan.cells) == 2 * 2 * 2
+    assert [c.name for c in plan.cells][:2] == ["xs-v1-avgpool-s0", "xs-v1-avgpool-s1"]
+    kinds = [j.kind for j in plan]
+    assert kinds.count("features") == 1 and kinds.count("train") == 8 and kinds.count("eval") == 8
+
+
+def test_paper_grid_has_two_stages_and_heldout():
+    plan = plan_for("+grid=paper")
+    assert len(plan.cells) == 5 * 7  # Qwen-1.5 0.5B..14B x V in {1..576}
+    assert {j.kind for j in plan} == {"train", "eval"}
+    assert sum(j.kind == "train" for j in plan) == 2 * len(plan.cells)
+    held = {c.llm for c in plan.cells if c.heldout}
+    assert held == {"qwen1.5-14b"}
+    assert all(j.gpu_hours > 0 for j in plan)
+    big, small = (max(j.gpu_hours for j in plan if j.cell.llm == m and j.kind == "train") for m in ("qwen1.5-7b", "qwen1.5-0.5b"))
+    assert big > 5 * small
+
+
+def test_dag_order_every_job_after_its_upstream():
+    plan = plan_for("+grid=paper")
+    seen: set[str] = set()
+    for job in plan:
+        assert set(job.deps) <= seen, job.id
+        seen.add(job.id)
+    eval_job = next(j for j in plan if j.kind == "eval")
+    train2 = plan.get(eval_job.upstream["train"])
+    assert train2.spec["stage"]["name"] == "stage2"
+    assert plan.get(train2.upstream["train"]).spec["stage"]["name"] == "stage1"
+
+
+def test_id_ignores_key_order_and_tracks_semantics():
+    a = {"x": 1, "y": {"b": 2, "a": 3}}
+    b = {"y": {"a": 3, "b": 2}, "x": 1}
+    assert canonical_json(a) == canonical_json(b) and content_hash(a) == content_hash(b)
+    assert job_id("train", "c", a, 1, ["u1", "u2"]) == job_id("train", "c", b, 1, ["u2", "u1"])
+    assert job_id("train", "c", a, 1, []) != job_id("train", "c", {**a, "x": 2}, 1, [])
+    assert job_id("train", "c", a, 1, []) != job_id("train", "c", a, 2, [])  # kind version bump
+
+
+def test_ids_ignore_launcher_resources_and_paths_but_not_semantics():
+    base = {j.kind + (j.cell.name if j.cell else ""): j.id for j in plan_for()}
+    same = plan_for("launcher.workers=1", "resources.cpu.mem_gb=99", "sweep.root=/elsewhere", "tracking.uri=sqlite:///x.db")
+    assert {j.kind + (j.cell.name if j.cell else ""): j.id for j in same} == base
+    changed = {j.kind + (j.cell.name if j.cell else ""): j.id for j in plan_for("train.stages.0.lr=0.001")}
+    assert changed["features"] == base["features"]  # upstream of training: unchanged
+    assert all(changed[k] != base[k] for k in base if k != "features")  # train and eval: new ids
+    upstream_change = {j.kind + (j.cell.name if j.cell else ""): j.id for j in plan_for("data.seed=1")}
+    assert all(upstream_change[k] != base[k] for k in base)  # propagates downstream
+
+
+@pytest.mark.parametrize("override, field", [
+    ("grid.llm=[xs,nope]", "grid.llm"),
+    ("grid.compressor=[avgpol]", "grid.compressor"),
+    ("grid.visual_tokens=[1,5]", "grid.visual_tokens"),
+    ("grid.visual_tokens=[]", "grid.visual_tokens"),
+    ("grid.visual_tokens=[0]", "grid.visual_tokens"),
+    ("grid.seeds=[]", "grid.seeds"),
+    ("train.stages.0.steps=0", "train.stages[0] (train).steps"),
+    ("train.stages.0.lr=-1", "train.stages[0] (train).lr"),
+    ("train.stages.0.batch_size=0", "train.stages[0] (train).batch_size"),
+    ("grid.heldout_llm=[l]", "grid.heldout_llm"),
+    ("launcher=nosuch", "overrides"),
+])
+def test_bad_input_names_the_field(override: str, field: str):
+    with pytest.raises(SweepError) as err:
+        plan_for(override)
+    assert err.value.field == field
+    assert err.value.fix
+
+
+def test_unknown_name_suggests_close_match():
+    with pytest.raises(SweepError, match="Did you mean xs"):
+        plan_for("grid.llm=[xz]")
