@@ -1,0 +1,93 @@
+"""AI2D: multiple-choice questions on grade-school science diagrams.
+
+We read the original AI2D release (``ai2d-all.zip``) plus its official test-id list,
+the files every other AI2D copy is converted from::
+
+    ai2d_test_ids.csv                 one diagram id per line (e.g. 1034); the test split
+    questions/<id>.png.json           {"imageName": "<id>.png", "questions": {
+                                         "<question text>": {"answerTexts": [4 options],
+                                         "correctAnswer": <index>, "abcLabel": bool,
+                                         "questionId": "<id>.png-0"}, ...}}
+    images/<id>.png
+
+``split="test"`` (default) loads the questions of the diagrams in the test-id list
+(3,088 questions, the set lmms-eval's ``ai2d`` task and the LLaVA papers use);
+``split="all"`` loads every question file. The prompt lists the options as
+``A. ...`` and asks for the letter.
+
+Score: accuracy of the picked option (``parse_choice``). Sub-scores: accuracy on
+questions that refer to letter labels drawn in the diagram (``abc_label/true``,
+the harder part) and on the rest (``abc_label/false``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sweep.errors import SweepError
+from sweep.evals.benchmarks.base import (
+    LETTER_ANSWER,
+    Benchmark,
+    EvalItem,
+    aligned,
+    grouped_accuracy,
+    lettered,
+    mean,
+)
+from sweep.evals.scoring import parse_choice
+
+
+class AI2D(Benchmark):
+    """AI2D questions of the test diagrams (or of all diagrams)."""
+
+    name = "ai2d"
+
+    def __init__(self, root: str | Path, split: str = "test", test_ids: str = "ai2d_test_ids.csv") -> None:
+        super().__init__(root)
+        if split not in ("test", "all"):
+            raise SweepError("eval.ai2d.split", f"{split!r} is not an AI2D split here", "use 'test' or 'all'")
+        self.split, self.test_ids = split, test_ids
+
+    def _question_files(self) -> list[Path]:
+        folder = self.root / "questions"
+        if not folder.is_dir():
+            raise self._bad("questions/", "is missing; unpack ai2d-all.zip into root")
+        if self.split == "all":
+            return sorted(folder.glob("*.json"))
+        lines = self._file(self.test_ids).read_text(encoding="utf-8").split()
+        # The list is bare ids, one a line; tolerate a header or stray text.
+        ids = [line.strip() for line in lines if line.strip().isdigit()]
+        return [self._file(f"questions/{i}.png.json") for i in ids]
+
+    def load(self) -> list[EvalItem]:
+        items = []
+        for path in self._question_files():
+            where = f"questions/{path.name}"
+            data = self._read_json(where)
+            image = self._get(data, "imageName", str, where)
+            questions = self._get(data, "questions", dict, where)
+            for k, (text, q) in enumerate(questions.items()):
+                qwhere = f"{where}.questions[{text!r}]"
+                options = [str(o) for o in self._get(q, "answerTexts", list, qwhere)]
+                answer = self._get(q, "correctAnswer", int, qwhere)
+                if not 0 <= answer < len(options):
+                    raise self._bad(f"{qwhere}.correctAnswer", f"is {answer}, but there are {len(options)} options")
+                items.append(
+                    EvalItem(
+                        id=str(q.get("questionId", f"{image}-{k}")),
+                        prompt=f"{text}\n{lettered(options)}\n{LETTER_ANSWER}",
+                        target=chr(ord("A") + answer),
+                        image_path=self.root / "images" / image,
+                        meta={"options": options, "abc_label": bool(q.get("abcLabel", False))},
+                    )
+                )
+        return items
+
+    def score(self, items: Sequence[EvalItem], predictions: Mapping[str, str] | Sequence[str]) -> dict[str, float]:
+        pairs = aligned(items, predictions)
+        hits = [(it, parse_choice(pred, it.meta["options"]) == it.target) for it, pred in pairs]
+        scores = {"score": mean([h for _, h in hits]), "n": float(len(hits))}
+        groups = [("true" if it.meta["abc_label"] else "false", h) for it, h in hits]
+        scores.update(grouped_accuracy(groups, "abc_label"))
+        return scores

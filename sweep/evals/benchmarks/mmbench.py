@@ -1,0 +1,154 @@
+"""MMBench (English dev split): single-choice perception and reasoning, CircularEval.
+
+Layout under ``root``: one TSV of the official release, images inline as base64::
+
+    mmbench_dev_20230712.tsv   (the file LLaVA-1.5 uses; or MMBench_DEV_EN.tsv, ...)
+    columns: index  question  hint  A  B  C  D  answer  category  image  [l2-category  split ...]
+
+Options may stop before D (a missing option reads as empty/"nan"). Two file
+conventions exist and both are handled:
+
+- the legacy TSVs already hold the rotated copies of each question as extra rows,
+  with ``index = original index + k * 1e6`` and the answer letter rotated; an image
+  cell of 64 characters or less then names the ``index`` of the row that holds the
+  image (VLMEvalKit's de-duplication);
+- newer TSVs hold each question once; with ``circular=True`` (default) the loader
+  adds the rotated copies itself, shifting the options left by k (copy k of a
+  question with n options has index + k * 1e6, option k first), as LLaVA's
+  ``--all-rounds`` does.
+
+Score (CircularEval): a question counts as right only when every copy of it is
+answered right; copies are grouped by ``index % 1e6``. Answers are matched with
+``parse_choice`` (letter, "The answer is B", or the option's text); the official
+tool then asks an LLM judge about replies that match nothing, which we do not, so
+such replies are wrong. ``n`` counts questions, not copies. Sub-scores: ``vanilla`` (accuracy on the original rows
+only), per ``category/<name>`` and per ``l2_category/<name>`` (circular).
+The test split's TSV has no answers: it loads, but only the official server scores it.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sweep.errors import SweepError
+from sweep.evals.benchmarks.base import LETTER_ANSWER, Benchmark, EvalItem, aligned, mean
+from sweep.evals.scoring import circular_accuracy, parse_choice
+
+LETTERS = ("A", "B", "C", "D")
+COPY_OFFSET = 1_000_000
+_IMAGE_REF_MAX = 64  # an image cell this short names another row's index
+
+
+def _missing(value: str | None) -> bool:
+    return value is None or value.strip().lower() in ("", "nan", "none")
+
+
+class MMBench(Benchmark):
+    """MMBench from one TSV; CircularEval over rotated copies."""
+
+    name = "mmbench"
+
+    def __init__(self, root: str | Path, tsv: str = "mmbench_dev_20230712.tsv", circular: bool = True) -> None:
+        super().__init__(root)
+        self.tsv, self.circular = tsv, circular
+
+    def _rows(self) -> list[dict[str, str]]:
+        path = self._file(self.tsv)
+        # Base64 images make cells far longer than csv's default limit of 128 KiB.
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        needed = {"index", "question", "A", "B", "image"}
+        if not rows or not needed <= set(rows[0]):
+            have = sorted(rows[0]) if rows else []
+            raise self._bad(self.tsv, f"lacks the MMBench columns {sorted(needed)} (has {have})")
+        return rows
+
+    def load(self) -> list[EvalItem]:
+        rows = self._rows()
+        by_index: dict[int, dict[str, str]] = {}
+        for n, row in enumerate(rows):
+            try:
+                by_index[int(float(row["index"]))] = row
+            except ValueError as err:
+                raise self._bad(f"{self.tsv} row {n + 1}.index", f"is {row['index']!r}, not a number") from err
+        pre_rotated = any(i >= COPY_OFFSET for i in by_index)
+
+        items = []
+        for index, row in by_index.items():
+            where = f"{self.tsv} index {index}"
+            options = []
+            for letter in LETTERS:
+                if _missing(row.get(letter)):
+                    break
+                options.append(row[letter].strip())
+            if len(options) < 2:
+                raise self._bad(where, "has fewer than two options")
+            image = row["image"]
+            if len(image) <= _IMAGE_REF_MAX:
+                try:
+                    ref = by_index.get(int(float(image)))
+                except ValueError:
+                    ref = None
+                if ref is None or len(ref["image"]) <= _IMAGE_REF_MAX:
+                    problem = f"is {image!r}: neither base64 data nor the index of a row with an image"
+                    raise self._bad(f"{where}.image", problem)
+                image = ref["image"]
+            answer = None if _missing(row.get("answer")) else row["answer"].strip()
+            if answer is not None and answer not in LETTERS[: len(options)]:
+                raise self._bad(f"{where}.answer", f"is {answer!r}, not one of the {len(options)} option letters")
+            rotations = range(len(options)) if self.circular and not pre_rotated else range(1)
+            for k in rotations:
+                items.append(self._item(index + k * COPY_OFFSET, row, options[k:] + options[:k], answer, k, image))
+        return items
+
+    def _item(
+        self, index: int, row: dict[str, str], options: list[str], answer: str | None, shift: int, image: str
+    ) -> EvalItem:
+        """Copy ``shift`` of a question: options rotated left by ``shift``, answer letter moved with them."""
+        letters = LETTERS[: len(options)]
+        target = None if answer is None else letters[(letters.index(answer) - shift) % len(options)]
+        hint = "" if _missing(row.get("hint")) else f"{row['hint'].strip()}\n"
+        listed = "\n".join(f"{letter}. {text}" for letter, text in zip(letters, options))
+        return EvalItem(
+            id=str(index),
+            prompt=f"{hint}{row['question'].strip()}\n{listed}\n{LETTER_ANSWER}",
+            target=target,
+            image_b64=image,
+            meta={
+                "options": dict(zip(letters, options)),
+                "question": index % COPY_OFFSET,
+                "original": index < COPY_OFFSET,
+                "category": (row.get("category") or "unknown").strip(),
+                "l2_category": (row.get("l2-category") or "unknown").strip(),
+            },
+        )
+
+    def score(self, items: Sequence[EvalItem], predictions: Mapping[str, str] | Sequence[str]) -> dict[str, float]:
+        pairs = aligned(items, predictions)
+        if any(it.target is None for it, _ in pairs):
+            raise SweepError(
+                "eval.mmbench",
+                f"{self.tsv} has no answers (a test split)",
+                "score the dev split here; test predictions go to the official server",
+            )
+        by_question: dict[int, list[bool]] = {}
+        labels: dict[int, tuple[str, str]] = {}
+        originals = []
+        for it, pred in pairs:
+            hit = parse_choice(pred, it.meta["options"]) == it.target
+            by_question.setdefault(it.meta["question"], []).append(hit)
+            labels[it.meta["question"]] = (it.meta["category"], it.meta["l2_category"])
+            if it.meta["original"]:
+                originals.append(hit)
+        scores = {"score": circular_accuracy(by_question), "n": float(len(by_question))}
+        if originals:
+            scores["vanilla"] = mean(originals)
+        for pos, prefix in ((0, "category"), (1, "l2_category")):
+            for name in sorted({lab[pos] for lab in labels.values()}):
+                subset = {q: hits for q, hits in by_question.items() if labels[q][pos] == name}
+                scores[f"{prefix}/{name}"] = circular_accuracy(subset)
+        return scores
