@@ -91,6 +91,7 @@ def check_training(train: Mapping[str, Any]) -> None:
 def expand(cfg: Mapping[str, Any]) -> list[Cell]:
     """All cells of the resolved config ``cfg``, validated; the order is the grid's order."""
     from sweep.models.compressors import valid_visual_tokens
+    from sweep.models.compressors.base import format_counts
 
     grid = cfg.get("grid")
     if not isinstance(grid, Mapping):
@@ -118,7 +119,7 @@ def expand(cfg: Mapping[str, Any]) -> list[Cell]:
             raise SweepError(
                 "grid.visual_tokens",
                 f"compressor {name!r} cannot produce V={bad} from the {g}x{g} patch grid of vision "
-                f"{cfg['vision'].get('kind')}; it can produce V in {valid}",
+                f"{cfg['vision'].get('kind')}; it can produce V in {format_counts(valid)}",
                 f"drop {bad} from grid.visual_tokens, or use another compressor for them",
             )
     check_training(cfg["train"])

@@ -20,6 +20,7 @@ Output: (B, V, out_dim).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -40,13 +41,17 @@ class Compressor(nn.Module):
         visual_tokens: int,
         level_dim: int | None = None,
         question_dim: int | None = None,
+        valid_params: Mapping[str, object] | None = None,
     ) -> None:
+        # ``valid_params`` are the subclass's own config kwargs that decide which V it can
+        # produce (e.g. the resampler's ``num_queries``), checked here exactly as the
+        # planner checks them through ``valid_visual_tokens(grid, **params)``.
         super().__init__()
-        valid = self.valid_visual_tokens(grid)
+        valid = self.valid_visual_tokens(grid, **dict(valid_params or {}))
         if visual_tokens not in valid:
             raise ValueError(
                 f"{type(self).__name__} cannot produce V={visual_tokens} tokens from a "
-                f"{grid}x{grid} grid; valid V: {valid}"
+                f"{grid}x{grid} grid; valid V: {format_counts(valid)}"
             )
         self.in_dim, self.out_dim, self.grid, self.visual_tokens = in_dim, out_dim, grid, visual_tokens
         self.level_dim, self.question_dim = level_dim, question_dim
@@ -77,6 +82,24 @@ class Compressor(nn.Module):
 def square_divisor_counts(grid: int) -> list[int]:
     """V = (grid/s)^2 for every s that divides grid: the grid-based compressors' V."""
     return sorted({(grid // s) ** 2 for s in range(1, grid + 1) if grid % s == 0})
+
+
+def format_counts(counts: Sequence[int]) -> str:
+    """A short listing of token counts: runs of consecutive values are written ``a..b``.
+
+    The resampler accepts every V from 1 to its query count (576 values at paper scale),
+    which would make an error message unreadable if listed one by one.
+    """
+    parts: list[str] = []
+    values = sorted(set(counts))
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        parts.append(f"{values[i]}..{values[j]}" if j - i >= 2 else ", ".join(map(str, values[i : j + 1])))
+        i = j + 1
+    return "[" + ", ".join(parts) + "]"
 
 
 def side(visual_tokens: int) -> int:
