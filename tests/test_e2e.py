@@ -1,0 +1,79 @@
+"""The whole mini study through ``python -m sweep`` in a subprocess, on a tiny grid.
+
+Real features/train/eval jobs, a real MLflow SQLite store in a temp folder; then
+a re-run that must start nothing and finish in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "grid.llm=[xs,s]", "grid.visual_tokens=[1,4]",
+    "vision.pretrain.steps=30", "data.train_images=300", "data.test_images=100",
+    "train.stages.0.steps=20", "train.stages.0.checkpoint_every=10", "train.stages.0.log_every=5", "eval.max_questions=100",
+    "fit.n_boot=50",
+]
+
+
+def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
+    first = sweep(*TINY, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert (tmp_path / "mlflow.db").exists()  # MLflow's default store, in the working directory
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mini")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    by_role: dict[str, list] = {}
+    for run in runs:
+        by_role.setdefault(run.data.tags.get("sweep_role"), []).append(run)
+    assert len(by_role["parent"]) == 1
+    jobs = by_role["job"]
+    kinds = sorted(r.data.tags["sweep_kind"] for r in jobs)
+    assert kinds == ["eval"] * 4 + ["features"] + ["train"] * 4
+    parent_id = by_role["parent"][0].info.run_id
+    assert all(r.data.tags["mlflow.parentRunId"] == parent_id and r.info.status == "FINISHED" for r in jobs)
+
+    evals = [r for r in jobs if r.data.tags["sweep_kind"] == "eval"]
+    for r in evals:
+        m, p = r.data.metrics, r.data.params
+        for family in ("reasoning", "ocr"):
+            assert 0.0 <= m[f"error/{family}"] <= 1.0
+        assert m["V"] == float(p["cell.visual_tokens"])
+        assert m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + m["V"]), rel=1e-6)
+        assert any(k.startswith("acc/reasoning/") for k in m)
+    trains = [r for r in jobs if r.data.tags["sweep_kind"] == "train"]
+    for run in trains:
+        history = sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda h: h.step)
+        assert len(history) >= 4  # the curve is logged, not just the last value
+        assert history[-1].value < history[0].value  # and it goes down
+    assert "spec.json" in {a.path for a in client.list_artifacts(trains[0].info.run_id)}
+    assert "fit" in by_role  # the fit ran after the sweep and logged its run
+
+    t0 = time.time()
+    again = sweep(*TINY, cwd=tmp_path)
+    took = time.time() - t0
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stdout
+    assert len(client.search_runs([exp.experiment_id], max_results=1000)) == len(runs)  # no duplicated runs
+    assert took < 30, f"no-op re-run took {took:.1f}s"
+
+    status = sweep("status", "--json", *TINY, cwd=tmp_path)
+    rows = [json.loads(line) for line in status.stdout.splitlines()]
+    assert {r["status"] for r in rows} == {"done"} and len(rows) == 9
