@@ -1,0 +1,69 @@
+# sweep: plan, launch and track VLM scaling-law sweeps.  `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU installs stay on this wheel; on a GPU cluster install your CUDA torch first (TORCH_SPEC= to skip).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+MLFLOW_PORT ?= 5000
+ARGS ?=
+
+.PHONY: help install run plan test test-fast bench mlflow-ui mlflow-server mlflow-server-stop mlflow-server-status slurm-install slurm-up slurm-down slurm-status slurm-env clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q "$(TORCH_SPEC)"; fi
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project (torch pinned for CPU)
+
+run: $(STAMP) ## run the sweep (default: the mini study, locally); extra overrides in ARGS="..."
+	$(BIN)/python -m sweep $(ARGS)
+
+plan: $(STAMP) ## show the plan of a grid, e.g. make plan ARGS=+grid=paper
+	$(BIN)/python -m sweep plan $(ARGS)
+
+test: $(STAMP) slurm-install ## every test, end-to-end, Ray and Slurm ones included (what CI runs)
+	$(BIN)/python -m pytest -q -m "" $(ARGS)
+
+test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
+	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(ARGS)
+
+bench: $(STAMP) ## benchmark scripts that print figures
+	$(BIN)/python bench/bench_fit.py
+
+mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) over the local store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+mlflow-server: $(STAMP) ## start a tracking server on 127.0.0.1:$(MLFLOW_PORT) (for clusters; see README)
+	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow-server.sh start
+
+mlflow-server-stop: ## stop the tracking server started by `make mlflow-server`
+	scripts/mlflow-server.sh stop
+
+mlflow-server-status: ## say whether the tracking server runs
+	scripts/mlflow-server.sh status
+
+slurm-install: ## install Slurm + munge + slurmdbd + MariaDB from Debian packages (root; idempotent)
+	@if [ "$${SWEEP_SKIP_SLURM:-0}" = 1 ]; then echo "SWEEP_SKIP_SLURM=1: not installing Slurm"; else scripts/slurm-local.sh install; fi
+
+slurm-up: ## start a single-node Slurm on 127.0.0.1 under .slurm/
+	scripts/slurm-local.sh start "$(abspath .slurm)"
+
+slurm-down: ## stop it
+	scripts/slurm-local.sh stop "$(abspath .slurm)"
+
+slurm-status: ## show the daemons of .slurm/ and sinfo
+	scripts/slurm-local.sh status "$(abspath .slurm)"
+
+slurm-env: ## print the client environment; use: eval "$$(make -s slurm-env)"
+	@scripts/slurm-local.sh env "$(abspath .slurm)"
+
+clean: ## remove local results (outputs/, mlflow.db, mlruns/); keeps .venv
+	rm -rf outputs mlflow.db mlruns
