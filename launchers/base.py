@@ -5,6 +5,11 @@ runtime, and either runs them to completion (local, Ray) or submits them and
 returns (Slurm, ``LaunchReport.detached``). Backends are picked by config
 (``launcher.name``) through lazy ``"module:Class"`` strings, so ``ray`` and
 ``submitit`` are imported only when chosen.
+
+A backend that submits to a scheduler records the scheduler's id in each job's
+``status.json`` (``backend: {"name": ..., ...}``) and may offer a static
+``backend_states(records)``: ``status`` shows what the scheduler says, and ``run``
+does not submit again what is still queued or running there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, Protocol
 from sweep.errors import SweepError, close_names
 from sweep.plan import Job, Plan
 from sweep.runner import BUSY, JobPayload, Outcome, Runtime
-from sweep.store import DONE, FAILED, PREEMPTED, Store
+from sweep.store import DONE, FAILED, PREEMPTED, BackendState, Store
 
 BLOCKED = "blocked"  # an upstream job failed
 
@@ -59,6 +64,31 @@ class Launcher(Protocol):
 def payload(job: Job) -> JobPayload:
     return JobPayload(id=job.id, kind=job.kind, spec=job.spec, upstream=dict(job.upstream),
                       cell=job.cell.as_dict() if job.cell else None)
+
+
+def class_resources(job: Job, overrides: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The job's resource class (top-level ``resources``) with the launcher's per-class overrides on top."""
+    return {**dict(job.resources), **dict((overrides or {}).get(job.resource_class) or {})}
+
+
+def backend_states(plan: Plan, store: Store) -> dict[str, BackendState]:
+    """What each scheduler says about the not-done jobs the store records as submitted to it."""
+    from sweep.runner import import_string
+
+    records: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for job in plan:
+        if store.is_done(job.id):
+            continue
+        info = store.state(job.id).info or {}
+        backend = info.get("backend")
+        if isinstance(backend, Mapping) and backend.get("name") in LAUNCHERS:
+            records.setdefault(str(backend["name"]), {})[job.id] = backend
+    out: dict[str, BackendState] = {}
+    for name, recs in records.items():
+        query = getattr(import_string(LAUNCHERS[name]), "backend_states", None)
+        if query is not None:
+            out.update(query(recs))
+    return out
 
 
 def make_launcher(cfg: Mapping[str, Any]) -> Launcher:

@@ -100,15 +100,18 @@ def cmd_plan(args: Args) -> int:
 
 
 def cmd_status(args: Args) -> int:
+    from launchers.base import backend_states
     from sweep.display import plan_rows, table
 
     cfg, plan = load(args.overrides)
-    rows = plan_rows(plan, store_of(cfg))
+    store = store_of(cfg)
+    rows = plan_rows(plan, store, backend_states(plan, store))  # Slurm's word on submitted jobs
     if args.json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
         return 0
-    print(table([(r["id"], r["status"], r["attempts"], (r["error"] or "")[:100]) for r in rows], ("job", "status", "attempts", "last error")))
+    print(table([(r["id"], r["status"], r["attempts"], r["scheduler"] or "-", (r["error"] or "")[:100]) for r in rows],
+                ("job", "status", "attempts", "scheduler", "last error")))
     return 0
 
 
@@ -117,7 +120,7 @@ def setup_tracking(cfg: dict[str, Any], plan: Any) -> Any:
     from omegaconf import OmegaConf
 
     from sweep.runner import Runtime
-    from sweep.tracking import Tracker, file_lock, git_commit
+    from sweep.tracking import Tracker, file_lock, git_commit, redact
 
     store = store_of(cfg)
     tracker = Tracker(cfg["tracking"]["uri"])
@@ -128,7 +131,7 @@ def setup_tracking(cfg: dict[str, Any], plan: Any) -> Any:
         parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, **grid_tags})
     config_file = store.root / "sweeps" / plan.name / "config.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(cfg))))
     tracker.log_artifact(parent, config_file)
     return tracker, Runtime(store_root=str(store.root), tracking_uri=tracker.uri, experiment_id=exp,
                             parent_run_id=parent, sweep_name=plan.name, git_commit=commit,
@@ -136,17 +139,23 @@ def setup_tracking(cfg: dict[str, Any], plan: Any) -> Any:
 
 
 def cmd_run(args: Args) -> int:
-    from launchers.base import make_launcher
+    from launchers.base import backend_states, make_launcher
     from sweep.display import Progress, error_tables, plan_rows, render_plan
 
     cfg, plan = load(args.overrides)
     store = store_of(cfg)
-    rows = plan_rows(plan, store)
-    todo = [r["id"] for r in rows if r["status"] != "done"]
+    backend = backend_states(plan, store)
+    rows = plan_rows(plan, store, backend)
+    # Jobs still queued or running in Slurm from an earlier run are not submitted again.
+    todo = [r["id"] for r in rows if r["status"] != "done" and not (r["id"] in backend and backend[r["id"]].active)]
     launcher = make_launcher(cfg["launcher"])
     launcher.check(plan, todo)
     print(render_plan(plan.name, rows), flush=True)
     if not todo:
+        active = sum(s.active for s in backend.values())
+        if active:
+            print(f"nothing to submit: {active} jobs are still queued or running; `python -m sweep status` follows them")
+            return 0
         print(f"nothing to do: all {len(rows)} jobs are done (results under {store.root})")
         tables = error_tables(plan, store)
         print(f"\n{tables}" if tables else "")
@@ -154,8 +163,12 @@ def cmd_run(args: Args) -> int:
     tracker, rt = setup_tracking(cfg, plan)
     report = launcher.launch(plan, todo, rt, Progress(len(todo)))
     if report.detached:
-        print(f"submitted {len(report.outcomes)} jobs; `python -m sweep status` follows them")
-        return 0
+        sent = [o for o in report.outcomes.values() if o.state == "submitted" and not o.skipped]
+        print(f"submitted {len(sent)} jobs; `python -m sweep status` follows them")
+        for o in report.outcomes.values():
+            if o.error:
+                print(f"  {o.state}: {o.job_id}: {o.error.splitlines()[0]}")
+        return 1 if any(o.state not in ("submitted", "done") for o in report.outcomes.values()) else 0
     failed = [o for o in report.outcomes.values() if o.state not in ("done",)]
     tracker.finish(rt.parent_run_id, "FAILED" if failed else "FINISHED")
     print(f"\n{len(report.outcomes) - len(failed)} done, {len(failed)} not done; results under {store.root}")

@@ -10,17 +10,26 @@ from typing import Any, TextIO
 
 from sweep.plan import Job, Plan
 from sweep.runner import Outcome
-from sweep.store import DONE, FAILED, PREEMPTED, RUNNING, SUBMITTED, JobState, Store
+from sweep.store import CANCELLED, DONE, FAILED, PREEMPTED, RUNNING, SUBMITTED, BackendState, JobState, Store
 
 WILL_RUN, WILL_RESUME, FAILED_BEFORE = "will run", "will resume", "failed before"
 
 
-def status_label(state: JobState) -> str:
-    """The plan's word for a job: done / will run / will resume / failed before / running / submitted."""
+def status_label(state: JobState, backend: BackendState | None = None) -> str:
+    """The plan's word for a job: done / running / submitted / cancelled / failed before / will resume / will run.
+
+    ``backend`` is what a scheduler (Slurm) says about the job, when it was submitted to one.
+    """
     if state.state == DONE:
         return "done"
     if state.state == RUNNING:
         return "running"
+    if backend is not None and backend.active:
+        return "running" if backend.state == "RUNNING" else "submitted"
+    if backend is not None and backend.state == "CANCELLED":
+        return CANCELLED
+    if state.state == SUBMITTED and backend is not None and backend.state != "UNKNOWN":
+        return WILL_RESUME if state.has_checkpoint else FAILED_BEFORE  # ended there without a word from the job
     if state.state == SUBMITTED:
         return "submitted"
     if state.state == FAILED:
@@ -30,15 +39,17 @@ def status_label(state: JobState) -> str:
     return WILL_RUN
 
 
-def plan_rows(plan: Plan, store: Store) -> list[dict[str, Any]]:
-    """One JSON-able record per job, in plan order."""
+def plan_rows(plan: Plan, store: Store, backend: Mapping[str, BackendState] | None = None) -> list[dict[str, Any]]:
+    """One JSON-able record per job, in plan order; ``backend``: scheduler states by job id."""
     rows = []
     for job in plan:
         state = store.state(job.id)
+        sched = (backend or {}).get(job.id)
         rows.append({
             "id": job.id, "kind": job.kind, "stage": job.spec.get("stage", {}).get("name"),
             **(job.cell.as_dict() if job.cell else {}), "heldout": bool(job.cell and job.cell.heldout),
-            "status": status_label(state), "attempts": state.attempts, "error": state.error,
+            "status": status_label(state, sched), "attempts": state.attempts, "error": state.error,
+            "scheduler": f"{sched.state} {sched.ref}" if sched else None,
             "resource_class": job.resource_class, "resources": dict(job.resources),
             "flops": job.flops, "gpu_hours": round(job.gpu_hours, 3), "deps": list(job.deps),
         })

@@ -98,7 +98,7 @@ def _plot_series(series: Mapping[str, list[tuple[int, float]]], path: Path) -> P
 
 def run_job(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | None = None) -> Outcome:
     """Run ``job`` once if nobody else is running it; never raises for the job's own failures."""
-    from sweep.tracking import Tracker, flatten
+    from sweep.tracking import Tracker, flatten, redact
 
     t0 = time.time()
     store = Store(rt.store_root, lease_s=rt.lease_s)
@@ -122,7 +122,7 @@ def run_job(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | N
         tags = {"sweep_kind": job.kind, "sweep_name": rt.sweep_name, "sweep_git_commit": rt.git_commit,
                 "sweep_cell": "-".join(str(v) for v in (job.cell or {}).values())}
         run_id = tracker.job_run(rt.experiment_id, rt.parent_run_id, job.id, tags)
-        tracker.log_params(run_id, {"job.id": job.id, "job.kind": job.kind, **flatten(job.spec)})
+        tracker.log_params(run_id, {"job.id": job.id, "job.kind": job.kind, **flatten(redact(job.spec))})
         tracker.log_artifact(run_id, workdir / "spec.json")
 
         series: dict[str, list[tuple[int, float]]] = {}

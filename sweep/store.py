@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 DONE, RUNNING, FAILED, PREEMPTED, SUBMITTED, PENDING = "done", "running", "failed", "preempted", "submitted", "pending"
+CANCELLED = "cancelled"  # a scheduler (Slurm) cancelled the job before it finished
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -74,6 +75,15 @@ class JobState:
     error: str | None = None
     has_checkpoint: bool = False
     info: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """What a scheduler says about a job that ``status.json`` records as submitted to it."""
+
+    state: str  # the scheduler's own word: PENDING, RUNNING, CANCELLED, COMPLETED, ...
+    active: bool  # queued or running there: `run` does not submit it again
+    ref: str = ""  # the scheduler's id for the job, e.g. Slurm's 1234_5
 
 
 class Lease:
@@ -135,7 +145,7 @@ class Store:
         if self.lease_owner(job_id) is not None:
             return JobState(RUNNING, attempts, None, has_ckpt, status)
         state = status.get("state", PENDING)
-        if state == RUNNING:  # the worker died without saying so
+        if state in (RUNNING, DONE):  # the worker died without saying so (DONE: before done.json was written)
             state = FAILED if not has_ckpt else PREEMPTED
         return JobState(state, attempts, status.get("error"), has_ckpt, status)
 

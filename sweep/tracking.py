@@ -30,6 +30,18 @@ def absolute_uri(uri: str) -> str:
     return uri
 
 
+SECRET_WORDS = ("token", "secret", "password", "passwd", "api_key", "apikey", "credential", "private_key")
+
+
+def redact(obj: Any) -> Any:
+    """A copy of ``obj`` with the values of secret-looking keys replaced, for anything we log or store."""
+    if isinstance(obj, Mapping):
+        return {k: "***" if any(w in str(k).lower() for w in SECRET_WORDS) else redact(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
 def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
     """Nested dicts/lists -> ``{"a.b.0.c": "value"}`` with values as MLflow-safe strings."""
     out: dict[str, str] = {}

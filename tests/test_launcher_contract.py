@@ -2,6 +2,10 @@
 
 DAG order, done jobs skipped, failed jobs retried, a failing job's error reaching
 the user, and two concurrent launches of the same plan running each job once.
+Backends: local, ray (embedded, one Ray for the module) and slurm (``wait: true``
+against the single-node Slurm the harness starts; marked ``slurm``).
+
+    .venv/bin/pytest tests/test_launcher_contract.py -m ""
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pytest
 
 from helpers import Recorder, make_runtime, probe_plan
 
+pytest_plugins = ["harness.slurm"]
 LAUNCHERS: dict[str, Callable[[], Any]] = {}
 
 
@@ -24,11 +29,40 @@ def _local() -> Any:
     return LocalLauncher({"name": "local", "workers": 2, "threads_per_worker": 1, "max_attempts": 2})
 
 
+def _ray() -> Any:
+    from launchers.ray import RayLauncher
+
+    return RayLauncher(RAY_CONFIG)
+
+
+def _slurm() -> Any:
+    from launchers.slurm import SlurmLauncher
+
+    return SlurmLauncher({"name": "slurm", "partition": "debug", "wait": True, "poll_s": 0.5, "max_attempts": 2})
+
+
+RAY_CONFIG = {"name": "ray", "num_cpus": 2, "max_attempts": 2, "log_to_driver": False}
 LAUNCHERS["local"] = _local
+LAUNCHERS["ray"] = _ray
+LAUNCHERS["slurm"] = _slurm
+# The fixtures each backend needs besides the MLflow store, and its markers.
+NEEDS = {"ray": ("ray_session",), "slurm": ("slurm_env",)}
+MARKS = {"slurm": (pytest.mark.slurm,)}
 
 
-@pytest.fixture(params=sorted(LAUNCHERS))
+@pytest.fixture(scope="module")
+def ray_session() -> Any:
+    """One embedded Ray for the module's tests (starting one takes seconds); launches join it."""
+    from launchers.ray import RayConfig, session
+
+    with session(RayConfig(**RAY_CONFIG)):
+        yield
+
+
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in sorted(LAUNCHERS)])
 def launcher(request: pytest.FixtureRequest) -> Any:
+    for fixture in NEEDS.get(request.param, ()):
+        request.getfixturevalue(fixture)
     return LAUNCHERS[request.param]()
 
 
@@ -61,7 +95,7 @@ def test_dag_order_and_results(launcher: Any, tmp_path: Path, mlflow_uri: str) -
     assert max(when[(ids["b"], "end")], when[(ids["c"], "end")]) <= when[(ids["d"], "start")]
     from sweep.tracking import Tracker
 
-    runs = Tracker(mlflow_uri).job_runs(rt.experiment_id, "probe")
+    runs = Tracker(mlflow_uri).job_runs(rt.experiment_id, "probe", ids.values())  # other backends share the experiment
     assert sorted(r.data.tags["sweep_job_id"] for r in runs) == sorted(ids.values())
     assert all(r.data.tags["mlflow.parentRunId"] == rt.parent_run_id for r in runs)
 

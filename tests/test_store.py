@@ -84,3 +84,12 @@ def test_states_and_done_written_last(tmp_path: Path) -> None:
     store.mark_done("j", {"m": 1.0})
     assert store.state("j").state == DONE and store.result("j")["metrics"] == {"m": 1.0}
     assert not [p for p in store.job_dir("j").iterdir() if p.name.startswith(".done")]  # no temp file left
+
+
+def test_secrets_are_redacted_before_logging() -> None:
+    from sweep.tracking import flatten, redact
+
+    cfg = {"launcher": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_abc", "PATH": "/bin"}}, "db_password": "pw"}, "lr": 1e-3}
+    flat = flatten(redact(cfg))
+    assert "hf_abc" not in str(flat) and "pw" not in flat.values()
+    assert flat["launcher.runtime_env.env_vars.PATH"] == "/bin" and flat["lr"] == "0.001"

@@ -1,0 +1,228 @@
+"""Ray backend: each job is a Ray task sized by its resource class; the DAG executor waits.
+
+    python -m sweep launcher=ray                                   Ray started inside this process
+    python -m sweep launcher=ray launcher.address=auto             the cluster started on this machine
+    python -m sweep launcher=ray launcher.address=ray://head:10001 a remote cluster (Ray Client)
+
+Embedded Ray (``address: null``) binds to 127.0.0.1 only. On a cluster the
+sweep's store (``sweep.root``) and the tracking store must be reachable from
+every node (a shared filesystem, an MLflow server), and the nodes need this
+project installed (or ``launcher.runtime_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from launchers.base import DagExecutor, Events, LaunchReport, class_resources, payload
+from sweep.errors import SweepError
+from sweep.plan import Job, Plan
+from sweep.runner import Outcome, Runtime, run_job
+from sweep.store import FAILED, Store
+
+LOOPBACK = "127.0.0.1"
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    name: str = "ray"
+    # null: start Ray inside this process (bound to 127.0.0.1); "auto": the cluster started with `ray start`
+    # on this machine; "ray://host:10001" (Ray Client) or "host:6379": a remote cluster.
+    address: str | None = None
+    # Embedded Ray only: CPUs it may use (null = all cores).
+    num_cpus: int | None = None
+    # Embedded Ray only: GPUs it may use (null = those it finds).
+    num_gpus: int | None = None
+    # Embedded Ray only: object store size in MB; jobs pass little data through it, so small is enough.
+    object_store_mb: int = 128
+    # Per resource class overrides of gpus / cpus / mem_gb, e.g. {gpu8: {mem_gb: 400}}.
+    classes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Attempts per job before it is reported failed (Ray's own task retries stay off).
+    max_attempts: int = 1
+    # Ray runtime environment for the job's tasks (e.g. {working_dir: ., pip: [...]}); null = none.
+    runtime_env: Mapping[str, Any] | None = None
+    # Stream the workers' stdout/stderr to this terminal.
+    log_to_driver: bool = True
+
+
+# One embedded Ray per process, shared by the launches running in it (two concurrent
+# launches in one process must not shut down each other's Ray).
+_LOCK = threading.Lock()
+_users = 0
+_owned = False
+
+
+def _is_loopback(address: str | None) -> bool:
+    host = (address or "").split("://")[-1].rsplit(":", 1)[0]
+    return host in (LOOPBACK, "localhost")
+
+
+def _init(cfg: RayConfig) -> None:
+    import ray
+    import ray._private.ray_constants as ray_constants
+
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": cfg.log_to_driver,
+                              "runtime_env": dict(cfg.runtime_env) if cfg.runtime_env else None,
+                              "logging_level": "warning"}
+    # ray.init replaces 127.0.0.1 by this machine's routable address, and its servers bind
+    # to the node address; this switch (Ray's own, meant for laptops) keeps loopback as is.
+    loopback = cfg.address is None or _is_loopback(cfg.address)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    if loopback:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        if cfg.address is None:
+            ray.init(address="local", num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, _node_ip_address=LOOPBACK,
+                     object_store_memory=cfg.object_store_mb * 1024**2, **common)
+        else:
+            ray.init(address=cfg.address, **common)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _acquire(cfg: RayConfig) -> None:
+    """Start (or join) this process's Ray; a Ray someone else started here is used as is."""
+    global _users, _owned
+    import ray
+
+    with _LOCK:
+        if _users == 0 and not ray.is_initialized():
+            try:
+                _init(cfg)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                where = "start Ray in this process" if cfg.address is None else f"connect to Ray at {cfg.address!r}"
+                raise SweepError("launcher.address", f"cannot {where}: {e}",
+                                 "check the address (`ray status` on the head node), or leave it null for embedded Ray") from None
+            _owned = True
+        _users += 1
+
+
+def _release() -> None:
+    global _users, _owned
+    import ray
+
+    with _LOCK:
+        _users -= 1
+        if _users == 0 and _owned:
+            ray.shutdown()
+            _owned = False
+
+
+@contextmanager
+def session(cfg: RayConfig) -> Iterator[None]:
+    """This process's Ray for the block: started or joined on entry, stopped when its last user leaves."""
+    _acquire(cfg)
+    try:
+        yield
+    finally:
+        _release()
+
+
+def _demand(res: Mapping[str, Any]) -> dict[str, float]:
+    """A job's Ray resource request (Ray's names and units)."""
+    out = {"CPU": float(res.get("cpus", 1) or 0), "GPU": float(res.get("gpus", 0) or 0)}
+    if res.get("mem_gb"):
+        out["memory"] = float(res["mem_gb"]) * GIB
+    return out
+
+
+def _largest_node(nodes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Per resource, the most any one alive node offers (a task runs on one node)."""
+    most: dict[str, float] = {}
+    for node in nodes:
+        if node.get("Alive", True):
+            for key, value in (node.get("Resources") or {}).items():
+                most[key] = max(most.get(key, 0.0), float(value))
+    return most
+
+
+def _show(res: Mapping[str, float], keys: Sequence[str]) -> str:
+    return ", ".join(f"{res.get(k, 0.0) / GIB:.1f} GiB memory" if k == "memory" else f"{res.get(k, 0.0):g} {k}" for k in keys)
+
+
+class RayLauncher:
+    """Runs each job as a Ray task (resources from its class) and waits for them in DAG order."""
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.cfg = RayConfig(**dict(cfg))
+        if self.cfg.max_attempts < 1 or self.cfg.object_store_mb < 75:
+            raise SweepError("launcher", f"max_attempts must be >= 1 and object_store_mb >= 75 (Ray's minimum), got {self.cfg}",
+                             "set launcher.max_attempts=1 launcher.object_store_mb=128")
+
+    def resources(self, job: Job) -> dict[str, float]:
+        return _demand(class_resources(job, self.cfg.classes))
+
+    def check(self, plan: Plan, todo: Sequence[str]) -> None:
+        for jid in todo:
+            job = plan.get(jid)
+            nodes = int(class_resources(job, self.cfg.classes).get("nodes", 1) or 1)
+            if nodes != 1:
+                raise SweepError(f"resources.{job.resource_class}.nodes", f"the Ray launcher runs each job as one task on "
+                                 f"one node, and resource class {job.resource_class!r} asks for {nodes} nodes",
+                                 "use launcher=slurm for multi-node jobs, or nodes: 1")
+        demands = {plan.get(j).resource_class: self.resources(plan.get(j)) for j in todo}
+        for cls, need in demands.items():
+            if need["CPU"] < 0 or need["GPU"] < 0 or need.get("memory", 0) < 0:
+                raise SweepError(f"resources.{cls}", f"negative resources {need}", "use cpus/gpus/mem_gb >= 0")
+        if self.cfg.address is not None:
+            return  # the cluster is checked when we connect (launch)
+        have = {"CPU": float(self.cfg.num_cpus or os.cpu_count() or 1)}
+        if any(n["GPU"] for n in demands.values()):
+            import torch
+
+            have["GPU"] = float(self.cfg.num_gpus if self.cfg.num_gpus is not None else torch.cuda.device_count())
+        self._check_fits(demands, have, "this machine (embedded Ray)")
+
+    def _check_fits(self, demands: Mapping[str, Mapping[str, float]], have: Mapping[str, float], where: str) -> None:
+        for cls, need in demands.items():
+            short = [k for k, v in need.items() if k in have and v > have[k]]
+            if short:
+                raise SweepError(
+                    f"resources.{cls}",
+                    f"jobs of resource class {cls!r} need {_show(need, short)} but the largest node of {where} "
+                    f"offers {_show(have, short)}; Ray would wait for such a node forever",
+                    f"lower them with launcher.classes.{cls}.cpus=/gpus=/mem_gb=..., or use a cluster with such nodes "
+                    "(launcher.address=...)",
+                )
+
+    def launch(self, plan: Plan, todo: Sequence[str], rt: Runtime, events: Events) -> LaunchReport:
+        import ray
+
+        with session(self.cfg):
+            demands = {plan.get(j).resource_class: self.resources(plan.get(j)) for j in todo}
+            self._check_fits(demands, {"CPU": 0.0, "GPU": 0.0, "memory": 0.0, **_largest_node(ray.nodes())}, "the Ray cluster")
+            remote = ray.remote(run_job)
+            job_of: dict[Any, str] = {}
+
+            def submit(job: Job) -> Any:
+                need = self.resources(job)
+                options: dict[str, Any] = {"num_cpus": need["CPU"], "num_gpus": need["GPU"], "max_retries": 0,
+                                           "name": f"sweep:{job.kind}:{job.id}"}
+                if "memory" in need:
+                    options["memory"] = int(need["memory"])
+                job_rt = replace(rt, threads=max(1, int(need["CPU"])))
+                ref = remote.options(**options).remote(payload(job), job_rt)
+                job_of[ref] = job.id
+                return ref
+
+            def wait(refs: list[Any], timeout: float) -> list[tuple[Any, Outcome]]:
+                ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+                if ready and rest:  # collect whatever else finished meanwhile
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready += more
+                out = []
+                for ref in ready:
+                    try:
+                        out.append((ref, ray.get(ref)))
+                    except Exception as e:  # the task died outside run_job: worker crash, OOM kill, lost node
+                        out.append((ref, Outcome(job_of[ref], FAILED, error=f"Ray task failed: {type(e).__name__}: {e}")))
+                return out
+
+            store = Store(rt.store_root, lease_s=rt.lease_s)
+            return DagExecutor(plan, todo, store, self.cfg.max_attempts, events).run(submit, wait)

@@ -1,0 +1,122 @@
+"""The Ray backend beyond the shared contract: resource classes, and a real Ray head on 127.0.0.1.
+
+The head (``tests/harness/ray_head.py``) is a separate ``ray start --head`` the
+test starts and stops by its session; the launcher reaches it through
+``launcher.address``. Embedded Ray is covered by ``test_launcher_contract.py``.
+
+    .venv/bin/pytest tests/test_ray.py -m ""
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Recorder, make_runtime, probe_plan
+from launchers.ray import GIB, RayConfig, RayLauncher, session
+from sweep.config import compose, resolved
+from sweep.errors import SweepError
+from sweep.plan import build_plan
+
+pytest_plugins = ["harness.ray_head"]
+
+
+def test_resource_classes_map_to_ray_requests() -> None:
+    plan = build_plan(resolved(compose(["+grid=paper"])))
+    launcher = RayLauncher({"name": "ray", "classes": {"gpu4": {"mem_gb": 100}}})
+    by_class = {j.resource_class: launcher.resources(j) for j in plan}
+    assert by_class["gpu8"] == {"CPU": 64.0, "GPU": 8.0, "memory": 512 * GIB}
+    assert by_class["gpu4"] == {"CPU": 32.0, "GPU": 4.0, "memory": 100 * GIB}  # the launcher's override wins
+    mini = build_plan(resolved(compose([])))
+    assert {launcher.resources(j)["GPU"] for j in mini} == {0.0}
+
+
+def test_embedded_ray_refuses_gpu_jobs_on_a_cpu_machine_before_starting() -> None:
+    plan = build_plan(resolved(compose(["+grid=paper"])))
+    with pytest.raises(SweepError, match="GPU"):
+        RayLauncher({"name": "ray", "num_gpus": 0}).check(plan, [j.id for j in plan])
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError):
+            continue
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - out
+        out |= frontier
+    return out
+
+
+def _listening(pids: set[int]) -> set[str]:
+    """Addresses the processes ``pids`` accept TCP connections on (from /proc, no tools needed)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    out = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # per-word little endian
+                out.add(socket.inet_ntop(family, words))
+    return out
+
+
+def test_embedded_ray_listens_on_loopback_only() -> None:
+    import ray
+
+    with session(RayConfig(num_cpus=1, log_to_driver=False)):
+        assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+        addresses = _listening(_descendants(os.getpid()) | {os.getpid()})
+    assert addresses and addresses <= {"127.0.0.1", "::ffff:127.0.0.1"}, addresses
+
+
+class HeadRecorder(Recorder):
+    """Remembers which Ray cluster this process was connected to when jobs started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gcs: set[str] = set()
+
+    def started(self, job: Any, attempt: int) -> None:
+        import ray
+
+        self.gcs.add(ray.get_runtime_context().gcs_address)
+        super().started(job, attempt)
+
+
+@pytest.mark.slow
+def test_probe_plan_runs_on_a_real_ray_head(ray_address: str, tmp_path: Path, mlflow_uri: str) -> None:
+    plan = probe_plan({"a": ((), {"sleep_s": 0.2}), "b": (("a",), {}), "flaky": ((), {"fail_attempts": 1})})
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "ray-head")
+    rec = HeadRecorder()
+    report = RayLauncher({"name": "ray", "address": ray_address, "max_attempts": 2, "log_to_driver": False}).launch(
+        plan, [j.id for j in plan], rt, rec)
+    assert {o.state for o in report.outcomes.values()} == {"done"}
+    assert rec.gcs == {ray_address}  # the head's own GCS, not an embedded Ray
+    from sweep.tracking import Tracker
+
+    runs = Tracker(mlflow_uri).job_runs(rt.experiment_id, "probe")
+    assert sorted(r.data.tags["sweep_job_id"] for r in runs) == sorted(j.id for j in plan)
+
+    # A class bigger than any node of the head (2 CPUs) is refused before any task is submitted.
+    big = RayLauncher({"name": "ray", "address": ray_address, "classes": {"cpu": {"cpus": 3}}})
+    other = probe_plan({"x": ((), {})}, name="ray-head-too-big")
+    with pytest.raises(SweepError, match="3 CPU"):
+        big.launch(other, [other.jobs[0].id], rt, Recorder())
+    assert not (tmp_path / "store" / "jobs" / other.jobs[0].id).exists()

@@ -1,0 +1,144 @@
+"""The Slurm backend against a real single-node Slurm (slurmctld, slurmd, slurmdbd + MariaDB on 127.0.0.1).
+
+The harness (``tests/harness/slurm.py``) starts the cluster once per session
+and stops it by PID. These tests show: a tiny grid completes through
+``python -m sweep launcher=slurm`` (then a fire-and-forget re-run with a new
+eval submits eval-only jobs, ``status`` follows them, and a third ``run``
+submits nothing); a job preempted mid-training by a job in the ``high``
+partition resumes from its checkpoint; a cancelled job reads as cancelled;
+a failing job's error, and a node-side failure's log, reach the user.
+
+    .venv/bin/pytest tests/test_slurm.py -m ""
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Recorder, make_runtime, probe_plan
+from launchers.base import backend_states
+from launchers.slurm import SlurmLauncher
+from sweep.display import plan_rows
+from sweep.store import Store
+
+pytest_plugins = ["harness.slurm"]
+pytestmark = pytest.mark.slurm
+
+TINY = ["grid.llm=[xs]", "grid.visual_tokens=[1,4]", "vision.pretrain.steps=30", "data.train_images=300",
+        "data.test_images=100", "train.stages.0.steps=20", "train.stages.0.checkpoint_every=10",
+        "eval.max_questions=100", "fit.n_boot=50"]
+SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.poll_s=1"]
+
+
+def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def wait_for(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.time() + timeout_s
+    while not check():
+        assert time.time() < deadline, f"timed out after {timeout_s}s waiting for {what}"
+        time.sleep(0.5)
+
+
+def launcher(**cfg: Any) -> SlurmLauncher:
+    return SlurmLauncher({"name": "slurm", "partition": "debug", "poll_s": 0.5, **cfg})
+
+
+@pytest.mark.slow
+def test_tiny_grid_through_slurm_then_eval_only_rerun_fire_and_forget(slurm_env: Any, tmp_path: Path) -> None:
+    first = sweep(*SLURM, "launcher.wait=true", *TINY, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "5 done, 0 not done" in first.stdout
+
+    # New eval settings: new eval jobs on the trained cells; `run` submits them and returns at once.
+    rerun = [*SLURM, *TINY, "eval.max_questions=50"]
+    second = sweep(*rerun, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "submitted 2 jobs" in second.stdout
+    third = sweep(*rerun, cwd=tmp_path)  # they are queued or running: nothing new is submitted
+    assert third.returncode == 0 and "nothing to submit: 2 jobs" in third.stdout, third.stdout[-2000:]
+
+    def rows() -> list[dict[str, Any]]:
+        out = sweep("status", "--json", *rerun, cwd=tmp_path)
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    evals = [r for r in rows() if r["kind"] == "eval"]
+    assert {r["status"] for r in evals} <= {"submitted", "running", "done"}
+    assert all(r["scheduler"] for r in evals if r["status"] != "done")  # Slurm's own word, from squeue/sacct
+    scripts = sorted((tmp_path / "outputs" / "slurm").glob("*/*/*_submission.sh"), key=lambda p: p.stat().st_mtime)
+    assert "--dependency" not in scripts[-1].read_text()  # the trains are done: the evals wait for nothing
+    wait_for(lambda: all(r["status"] == "done" for r in rows()), 180, "the eval-only jobs")
+
+
+@pytest.mark.slow
+def test_preempted_training_resumes_from_its_checkpoint(slurm_env: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    steps = 40
+    plan = probe_plan({"train": ((), {"steps": steps, "sleep_s": 16.0})}, name="preempt")
+    job = plan.jobs[0]
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "slurm-preempt")
+    store = Store(rt.store_root)
+    launcher(max_requeues=2).launch(plan, [job.id], rt, Recorder())
+    wait_for(lambda: store.state(job.id).state == "running", 60, "the job to start")
+    time.sleep(5)  # a few steps in
+    # Real preemption: a job in the higher-priority partition needs both cores.
+    slurm_env.run("sbatch", "--partition=high", "--cpus-per-task=2", "--time=1", "--wrap=sleep 1")
+    wait_for(lambda: store.is_done(job.id), 150, "the preempted job to be requeued and finish")
+    metrics = store.result(job.id)["metrics"]
+    resumed = int(metrics["probe/resumed_from_step"])
+    assert 0 < resumed < steps  # redid steps - resumed steps, not all of them
+    assert metrics["probe/attempt"] == 2
+    ref = json.loads((store.job_dir(job.id) / "status.json").read_text())["backend"]["job_id"]
+    wait_for(lambda: slurm_env.sacct_state(ref) == "COMPLETED", 60, "the Slurm job to end")
+    history = slurm_env.run("sacct", "--noheader", "--allocations", "--duplicates", "--parsable2", "--format=State", f"--jobs={ref}")
+    states = [line.split()[0] for line in history.splitlines() if line.strip()]
+    assert states[-1] == "COMPLETED" and {"PREEMPTED", "REQUEUED"} & set(states[:-1]), states  # one Slurm job, requeued
+
+
+def test_cancelled_job_is_reported_cancelled(slurm_env: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    plan = probe_plan({"long": ((), {"steps": 100, "sleep_s": 100.0}), "after": (("long",), {})}, name="cancel")
+    long, after = plan.jobs
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "slurm-cancel")
+    store = Store(rt.store_root)
+    reports: list[Any] = []
+    waiter = threading.Thread(target=lambda: reports.append(launcher(wait=True).launch(plan, [long.id, after.id], rt, Recorder())))
+    waiter.start()
+    wait_for(lambda: store.state(long.id).state == "running", 60, "the job to start")
+    ref = backend_states(plan, store)[long.id].ref
+    slurm_env.run("scancel", ref)
+    waiter.join(timeout=120)
+    assert reports, "the waiting launch did not return"
+    outcomes = reports[0].outcomes
+    assert outcomes[long.id].state == "cancelled" and ref in outcomes[long.id].error
+    assert outcomes[after.id].state == "blocked"
+    status = {r["id"]: r for r in plan_rows(plan, store, backend_states(plan, store))}  # what `status` prints
+    assert status[long.id]["status"] == "cancelled" and status[long.id]["scheduler"] == f"CANCELLED {ref}"
+
+
+def test_failing_jobs_error_reaches_the_user(slurm_env: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    plan = probe_plan({"broken": ((), {"fail_attempts": 99})}, name="fail")
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "slurm-fail")
+    report = launcher(wait=True).launch(plan, [plan.jobs[0].id], rt, Recorder())
+    outcome = report.outcomes[plan.jobs[0].id]
+    assert outcome.state == "failed" and "RuntimeError: probe failure on attempt 1" in outcome.error
+    row = plan_rows(plan, Store(rt.store_root), backend_states(plan, Store(rt.store_root)))[0]
+    assert row["status"] == "failed before" and "probe failure on attempt 1" in row["error"]
+
+    # A failure before the job body runs (here: no Python on the "node"): Slurm's state and the job's log.
+    other = probe_plan({"never": ((), {})}, name="fail-node")
+    no_python = ["/bin/sh", "-c", "echo 'python: not found on this node' >&2; exit 3", "sh"]
+    report = launcher(wait=True, python=no_python).launch(other, [other.jobs[0].id], rt, Recorder())
+    outcome = report.outcomes[other.jobs[0].id]
+    assert outcome.state == "failed"
+    assert "ended FAILED before the job reported" in outcome.error and "python: not found on this node" in outcome.error
