@@ -111,10 +111,13 @@ class DagExecutor:
     """
 
     def __init__(self, plan: Plan, todo: Iterable[str], store: Store, max_attempts: int, events: Events,
-                 poll_s: float = 1.0) -> None:
+                 poll_s: float = 1.0, max_in_flight: int | None = None) -> None:
         self.plan, self.store, self.events = plan, store, events
         self.todo = [j for j in plan if j.id in set(todo)]
         self.max_attempts, self.poll_s = max(1, int(max_attempts)), poll_s
+        # A backend with a fixed pool says how many jobs it really runs at once, so that
+        # "start" means started and later-ready jobs are not stuck behind a long queue.
+        self.max_in_flight = max_in_flight
 
     def run(self, submit: Callable[[Job], Any], wait: Callable[[list[Any], float], list[tuple[Any, Outcome]]]) -> LaunchReport:
         report = LaunchReport()
@@ -123,7 +126,8 @@ class DagExecutor:
         attempts: dict[str, int] = {}
         running: dict[Any, Job] = {}
         waiting: dict[str, float] = {}  # busy elsewhere: job id -> next poll time
-        pending = list(self.todo)
+        # Costliest ready job first (by the plan's FLOPs estimate): the longest jobs do not trail at the end.
+        pending = sorted(self.todo, key=lambda j: -j.flops)
 
         def state_of(dep: str) -> str | None:
             if dep in finished:
@@ -144,6 +148,8 @@ class DagExecutor:
 
         while pending or running or waiting:
             for job in list(pending):
+                if self.max_in_flight is not None and len(running) >= self.max_in_flight:
+                    break
                 deps = [state_of(d) for d in job.deps]
                 if any(s in (FAILED, BLOCKED) for s in deps):
                     pending.remove(job)

@@ -95,7 +95,7 @@ class LocalLauncher:
 
         store = Store(rt.store_root, lease_s=rt.lease_s)
         try:
-            return DagExecutor(plan, todo, store, self.cfg.max_attempts, events).run(submit, wait)
+            return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=workers).run(submit, wait)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
