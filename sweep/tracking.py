@@ -10,6 +10,7 @@ directory, made absolute so jobs on other processes and nodes find it.
 from __future__ import annotations
 
 import fcntl
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
@@ -30,13 +31,20 @@ def absolute_uri(uri: str) -> str:
     return uri
 
 
-SECRET_WORDS = ("token", "secret", "password", "passwd", "api_key", "apikey", "credential", "private_key")
+SECRET_WORDS = frozenset({"token", "secret", "password", "passwd", "apikey", "credential", "credentials"})
+SECRET_PAIRS = ("api_key", "private_key", "access_key")
+
+
+def is_secret_key(key: object) -> bool:
+    """``HF_TOKEN``, ``db_password``, ``api_key`` yes; ``visual_tokens`` no: whole words only."""
+    text = str(key).lower()
+    return bool(SECRET_WORDS.intersection(re.split(r"[^a-z0-9]+", text))) or any(p in text for p in SECRET_PAIRS)
 
 
 def redact(obj: Any) -> Any:
     """A copy of ``obj`` with the values of secret-looking keys replaced, for anything we log or store."""
     if isinstance(obj, Mapping):
-        return {k: "***" if any(w in str(k).lower() for w in SECRET_WORDS) else redact(v) for k, v in obj.items()}
+        return {k: "***" if is_secret_key(k) else redact(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj

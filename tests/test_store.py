@@ -89,7 +89,9 @@ def test_states_and_done_written_last(tmp_path: Path) -> None:
 def test_secrets_are_redacted_before_logging() -> None:
     from sweep.tracking import flatten, redact
 
-    cfg = {"launcher": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_abc", "PATH": "/bin"}}, "db_password": "pw"}, "lr": 1e-3}
+    cfg = {"launcher": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_abc", "PATH": "/bin"}}, "db_password": "pw"},
+           "lr": 1e-3, "cell": {"visual_tokens": 16}, "aws": {"secret_access_key": "s3"}}
     flat = flatten(redact(cfg))
-    assert "hf_abc" not in str(flat) and "pw" not in flat.values()
+    assert "hf_abc" not in str(flat) and "pw" not in flat.values() and "s3" not in flat.values()
     assert flat["launcher.runtime_env.env_vars.PATH"] == "/bin" and flat["lr"] == "0.001"
+    assert flat["cell.visual_tokens"] == "16"  # a word containing "token" is not a secret

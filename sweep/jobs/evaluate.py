@@ -1,0 +1,116 @@
+"""The ``eval`` job: greedy exact-match accuracy of a trained cell on the synthetic test split.
+
+Spec keys: ``eval`` (conf/eval/mini.yaml), ``cell``, ``llm``, ``compressor``,
+``vision``, ``data``. Upstream: ``train`` (the final stage's folder) and
+``features``. Metric names are read by the scaling fitter, keep them:
+
+* ``acc/<family>/<qtype>``  accuracy per question type
+* ``error/<family>``        1 - mean accuracy over the family's question types
+* ``N`` (non-embedding LLM params), ``N_total`` (LLM params with embeddings),
+  ``V`` (visual tokens), ``Q`` (mean question length in tokens)
+* ``flops/inference`` = 2 N (Q + V), the paper's figure; beside it the measured
+  parts ``flops/vision``, ``flops/compressor``, ``flops/projector``,
+  ``flops/llm_prefill`` (attention included), ``flops/question_pass`` (the LLM pass
+  over the question that question-aware compressors need, else 0), ``flops/total``
+* ``eval/questions``, ``eval/questions_per_s``, ``eval/seconds``
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sweep.jobs.context import JobContext
+
+if TYPE_CHECKING:
+    import torch
+
+
+def select_questions(qtype: torch.Tensor, n_types: int, max_questions: int) -> torch.Tensor:
+    """Up to ``max_questions`` test questions, the same number of each type, in split order."""
+    import torch
+
+    if max_questions <= 0:
+        return torch.arange(len(qtype))
+    per_type = max(1, max_questions // n_types)
+    picked = [torch.nonzero(qtype == t).flatten()[:per_type] for t in range(n_types)]
+    return torch.sort(torch.cat(picked)).values
+
+
+def run(ctx: JobContext) -> dict[str, float]:
+    """Evaluate; returns accuracy, error, size, token and FLOP metrics."""
+    import torch
+
+    from sweep.jobs import common
+    from sweep.jobs.train import build_cell_model, make_batch, model_path
+    from sweep.models.vlm import llm_forward_flops, non_embedding_params
+
+    t0 = time.perf_counter()
+    spec = dict(ctx.spec)
+    conf = dict(common.spec_get(spec, "eval", "eval"))
+    if conf.get("kind", "synthetic") != "synthetic":
+        raise ValueError(f"eval.kind={conf.get('kind')!r}: this job evaluates on the synthetic test split only")
+    cache, meta = common.load_cache(ctx.upstream_dir("features"), "test")
+    pad_id, eos_id = int(meta["pad"]), int(meta["eos"])
+
+    model = build_cell_model(spec, meta)
+    model.load_state_dict(torch.load(model_path(ctx.upstream_dir("train")), weights_only=True)["state_dict"])
+    model.eval()
+
+    qtypes: list[str] = list(meta["qtypes"])
+    chosen = select_questions(cache.qtype, len(qtypes), int(conf.get("max_questions", 0) or 0))
+    batch_size = int(conf.get("batch_size", 250))
+    correct = torch.zeros(len(chosen), dtype=torch.bool)
+    q_tokens = 0
+    t1 = time.perf_counter()
+    for i in range(0, len(chosen), batch_size):
+        idx = chosen[i : i + batch_size]
+        batch = make_batch(cache, idx, pad_id)
+        target = batch.pop("a_ids")
+        pred = model.generate(**batch, max_tokens=target.shape[1], eos_id=eos_id)
+        # Exact match up to and including EOS; padding after EOS is ignored.
+        ok = (pred == target) | (target == pad_id)
+        correct[i : i + len(idx)] = ok.all(1)
+        q_tokens += int(batch["q_mask"].sum())
+    seconds = time.perf_counter() - t1
+
+    metrics: dict[str, float] = {}
+    types = cache.qtype[chosen]
+    for family, family_types in meta["families"].items():
+        accs = []
+        for name in family_types:
+            sel = types == qtypes.index(name)
+            if bool(sel.any()):
+                acc = float(correct[sel].float().mean())
+                metrics[f"acc/{family}/{name}"] = acc
+                accs.append(acc)
+        if accs:
+            metrics[f"error/{family}"] = 1.0 - sum(accs) / len(accs)
+
+    n = non_embedding_params(model.llm)
+    v = model.visual_tokens
+    q = q_tokens / max(1, len(chosen))
+    prefill = llm_forward_flops(model.llm, q + v)
+    question_pass = llm_forward_flops(model.llm, q) if model.compressor.needs_question else 0.0
+    projector = 2.0 * sum(p.numel() for p in model.projector.parameters()) * v
+    vision = float(meta["flops_vision"])
+    compressor = float(model.compressor.flops())
+    metrics.update(
+        {
+            "N": float(n),
+            "N_total": float(sum(p.numel() for p in model.llm.parameters())),
+            "V": float(v),
+            "Q": q,
+            "flops/inference": 2.0 * n * (q + v),
+            "flops/vision": vision,
+            "flops/compressor": compressor,
+            "flops/projector": projector,
+            "flops/llm_prefill": prefill,
+            "flops/question_pass": question_pass,
+            "flops/total": vision + compressor + projector + prefill + question_pass,
+            "eval/questions": float(len(chosen)),
+            "eval/questions_per_s": len(chosen) / seconds if seconds > 0 else 0.0,
+            "eval/seconds": time.perf_counter() - t0,
+        }
+    )
+    return metrics
