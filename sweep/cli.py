@@ -1,4 +1,4 @@
-"""``python -m sweep [plan|run|status|fit] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
+"""``python -m sweep [plan|run|status|fit|prefetch] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
 
     python -m sweep                         run the mini grid (the default) locally
     python -m sweep plan +grid=paper        show the paper grid's jobs, status and cost
@@ -6,6 +6,7 @@
     python -m sweep status --json
     python -m sweep fit                     fit the scaling law to the sweep's eval runs
     python -m sweep fit --csv results.csv --n-unit billions --json
+    python -m sweep prefetch +grid=paper    download the grid's HF models (on a machine with internet)
 
 Exit codes: 0 ok, 1 a job failed, 2 bad input (nothing was started).
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from sweep.errors import SweepError, close_names
 
-COMMANDS = ("run", "plan", "status", "fit")
+COMMANDS = ("run", "plan", "status", "fit", "prefetch")
 FLAGS_WITH_VALUE = ("--csv", "--n-unit")
 
 
@@ -84,6 +85,7 @@ def store_of(cfg: dict[str, Any]) -> Any:
 def cmd_plan(args: Args) -> int:
     from launchers.base import make_launcher
     from sweep.display import plan_rows, render_plan
+    from sweep.prefetch import missing_error, missing_for
 
     cfg, plan = load(args.overrides)
     rows = plan_rows(plan, store_of(cfg))
@@ -96,6 +98,9 @@ def cmd_plan(args: Args) -> int:
         make_launcher(cfg["launcher"]).check(plan, [r["id"] for r in rows if r["status"] != "done"])
     except SweepError as e:
         print(f"\nnote: {e}")
+    absent = missing_for(cfg, plan)
+    if absent:
+        print(f"\nnote: {missing_error(absent)}")
     return 0
 
 
@@ -138,6 +143,33 @@ def setup_tracking(cfg: dict[str, Any], plan: Any) -> Any:
                             lease_s=store.lease_s)
 
 
+def check_before_start(cfg: dict[str, Any], plan: Any, launcher: Any, todo: list[str]) -> None:
+    """The launcher's check and the HF model check; every problem found is reported in one error."""
+    from sweep.prefetch import missing_error, missing_for
+
+    problems: list[SweepError] = []
+    try:
+        launcher.check(plan, todo)
+    except SweepError as e:
+        problems.append(e)
+    absent = missing_for(cfg, plan) if todo else []
+    if absent:
+        problems.append(missing_error(absent))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise SweepError(" + ".join(p.field for p in problems),
+                         f"{len(problems)} problems" + "".join(f"\n  ({i}) {p.field}: {p.problem}" for i, p in enumerate(problems, 1)),
+                         "".join(f"\n  ({i}) {p.fix}" for i, p in enumerate(problems, 1)))
+
+
+def cmd_prefetch(args: Args) -> int:
+    from sweep.prefetch import prefetch
+
+    cfg, plan = load(args.overrides)
+    return prefetch(cfg, plan)
+
+
 def cmd_run(args: Args) -> int:
     from launchers.base import backend_states, make_launcher
     from sweep.display import Progress, error_tables, plan_rows, render_plan
@@ -149,7 +181,7 @@ def cmd_run(args: Args) -> int:
     # Jobs still queued or running in Slurm from an earlier run are not submitted again.
     todo = [r["id"] for r in rows if r["status"] != "done" and not (r["id"] in backend and backend[r["id"]].active)]
     launcher = make_launcher(cfg["launcher"])
-    launcher.check(plan, todo)
+    check_before_start(cfg, plan, launcher, todo)
     print(render_plan(plan.name, rows), flush=True)
     if not todo:
         active = sum(s.active for s in backend.values())
@@ -219,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(OmegaConf.to_yaml(compose(args.overrides)))
             return 0
-        return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit}[args.command](args)
+        return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit, "prefetch": cmd_prefetch}[args.command](args)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

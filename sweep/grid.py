@@ -96,6 +96,11 @@ def expand(cfg: Mapping[str, Any]) -> list[Cell]:
     grid = cfg.get("grid")
     if not isinstance(grid, Mapping):
         raise SweepError("grid", "no grid is selected", "add +grid=mini or +grid=paper")
+    for group in ("llm", "compressor"):
+        dotted = [k for k in cfg[group] if "." in str(k)]
+        if dotted:
+            raise SweepError(f"conf/{group}", f"catalogue names {dotted} contain a dot, so `{group}.<name>.field=...` "
+                             "overrides cannot reach them", "rename them without dots, e.g. qwen15-0p5b for Qwen-1.5 0.5B")
     llms, vs, comps, seeds = (_axis(grid, a) for a in AXES)
     for name in llms:
         _lookup(cfg["llm"], name, "grid.llm", "llm")

@@ -101,6 +101,9 @@ def run_job(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | N
     from sweep.tracking import Tracker, flatten, redact
 
     t0 = time.time()
+    # Jobs never download: models come from the cache `python -m sweep prefetch` filled.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     store = Store(rt.store_root, lease_s=rt.lease_s)
     if store.is_done(job.id):
         return Outcome(job.id, DONE, metrics=(store.result(job.id) or {}).get("metrics", {}), skipped=True)

@@ -35,9 +35,9 @@ def test_paper_grid_has_two_stages_and_heldout():
     assert {j.kind for j in plan} == {"train", "eval"}
     assert sum(j.kind == "train" for j in plan) == 2 * len(plan.cells)
     held = {c.llm for c in plan.cells if c.heldout}
-    assert held == {"qwen1.5-14b"}
+    assert held == {"qwen15-14b"}
     assert all(j.gpu_hours > 0 for j in plan)
-    big, small = (max(j.gpu_hours for j in plan if j.cell.llm == m and j.kind == "train") for m in ("qwen1.5-7b", "qwen1.5-0.5b"))
+    big, small = (max(j.gpu_hours for j in plan if j.cell.llm == m and j.kind == "train") for m in ("qwen15-7b", "qwen15-0p5b"))
     assert big > 5 * small
 
 

@@ -79,6 +79,10 @@ def _figure1_panel(ax, fam: FamilyFit, obs: list[Observation], q: float) -> None
     if any(o.heldout for o in obs):
         ax.scatter([], [], s=40, facecolors="none", edgecolors="grey", label="held out (hollow)")
     ax.set_xscale("log")
+    # Narrow panels (Q = 50 spans under a decade) would print colliding minor-tick labels.
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"inference FLOPs = 2N(Q+V), Q = {q:g}")
     ax.set_ylabel(f"{fam.family} error")
     ax.set_title(_title(fam))
