@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
 ARGS ?=
 
-.PHONY: help install run plan test test-fast bench mlflow-ui mlflow-server mlflow-server-stop mlflow-server-status slurm-install slurm-up slurm-down slurm-status slurm-env clean
+.PHONY: help install run plan test test-fast bench bench-gpu mlflow-ui mlflow-server mlflow-server-stop mlflow-server-status slurm-install slurm-up slurm-down slurm-status slurm-env clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ test: $(STAMP) slurm-install ## every test, end-to-end, Ray and Slurm ones inclu
 test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(ARGS)
 
-bench: $(STAMP) ## benchmark scripts that print figures
+bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_fit.py
+
+bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
+	$(BIN)/python bench/bench_gpu.py
 
 mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)

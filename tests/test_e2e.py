@@ -64,7 +64,10 @@ def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
         assert len(history) >= 4  # the curve is logged, not just the last value
         assert history[-1].value < history[0].value  # and it goes down
     assert "spec.json" in {a.path for a in client.list_artifacts(trains[0].info.run_id)}
-    assert "fit" in by_role  # the fit ran after the sweep and logged its run
+    fit_run = by_role["fit"][0]  # the fit ran after the sweep and logged its run
+    for family in ("reasoning", "ocr"):
+        assert {f"{family}/alpha", f"{family}/beta", f"{family}/D", f"{family}/v_star/0"} <= set(fit_run.data.metrics)
+    assert {"fit/figure1.png", "fit/heatmap.png"} <= {a.path for a in client.list_artifacts(parent_id, "fit")}
 
     t0 = time.time()
     again = sweep(*TINY, cwd=tmp_path)
