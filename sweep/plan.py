@@ -3,9 +3,10 @@
     features (shared, when the vision tower is pretrained here)
         -> train stage 1 (per cell) -> train stage 2 ... -> eval (per cell)
 
-Each job carries a fully resolved spec; its id hashes that spec, the kind's
-version and the upstream ids (``sweep.ids``). Resources and cost estimates ride
-along but are not part of the id.
+Each job carries its fully resolved spec, data paths included; its id hashes
+the semantic part of that spec (``semantic``: without paths and resource
+classes), the kind's version and the upstream ids (``sweep.ids``). Resources and
+cost estimates ride along but are not part of the id.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ def build_plan(cfg: Mapping[str, Any]) -> Plan:
 
     upstream_features: dict[str, str] = {}
     if cached_vision:
-        spec = semantic({"kind": "features", "vision": vision, "data": data})
-        fid = job_id("features", "", spec, JOB_VERSIONS["features"], [])
+        spec = {"kind": "features", "vision": vision, "data": data}
+        fid = job_id("features", "", semantic(spec), JOB_VERSIONS["features"], [])
         jobs.append(Job(id=fid, kind="features", spec=spec, resource_class="cpu", resources=_resources(cfg, "cpu", "resources")))
         upstream_features = {"features": fid}
 
@@ -129,18 +130,18 @@ def build_plan(cfg: Mapping[str, Any]) -> Plan:
         llm = cfg["llm"][cell.llm]
         rclass = llm.get("resource_class", "cpu")
         res = _resources(cfg, rclass, f"llm.{cell.llm}.resource_class")
-        base = semantic({"cell": cell.as_dict(), "llm": llm, "compressor": cfg["compressor"][cell.compressor], "vision": vision, "data": data})
+        base = {"cell": cell.as_dict(), "llm": llm, "compressor": cfg["compressor"][cell.compressor], "vision": vision, "data": data}
         upstream = dict(upstream_features)
         for i, stage in enumerate(train["stages"]):
-            spec = {"kind": "train", "stage": semantic(stage), "stage_index": i, **base}
+            spec = {"kind": "train", "stage": stage, "stage_index": i, **base}
             tid = job_id("train", f"{cell.name}-{stage.get('name', i)}" if len(train["stages"]) > 1 else cell.name,
-                         spec, JOB_VERSIONS["train"], list(upstream.values()))
+                         semantic(spec), JOB_VERSIONS["train"], list(upstream.values()))
             flops = cost.train_flops(llm, stage, cell.visual_tokens, text_train, _stage_samples(cfg, stage), tower)
             jobs.append(Job(id=tid, kind="train", spec=spec, upstream=upstream, cell=cell, resource_class=rclass,
                             resources=res, flops=flops, gpu_hours=cost.gpu_hours(flops, res.get("gpus", 0) * res.get("nodes", 1), cfg["cost"])))
             upstream = {**upstream_features, "train": tid}
-        spec = {"kind": "eval", "eval": semantic(evalc), **base}
-        eid = job_id("eval", cell.name, spec, JOB_VERSIONS["eval"], list(upstream.values()))
+        spec = {"kind": "eval", "eval": evalc, **base}
+        eid = job_id("eval", cell.name, semantic(spec), JOB_VERSIONS["eval"], list(upstream.values()))
         flops = cost.eval_flops(llm, cell.visual_tokens, text_eval, eval_samples, tower)
         jobs.append(Job(id=eid, kind="eval", spec=spec, upstream=upstream, cell=cell, resource_class=rclass,
                         resources=res, flops=flops, gpu_hours=cost.gpu_hours(flops, res.get("gpus", 0) * res.get("nodes", 1), cfg["cost"])))

@@ -96,3 +96,11 @@ def test_bad_input_names_the_field(override: str, field: str):
 def test_unknown_name_suggests_close_match():
     with pytest.raises(SweepError, match="Did you mean xs"):
         plan_for("grid.llm=[xz]")
+
+
+def test_data_roots_reach_the_jobs_but_not_the_ids():
+    a = plan_for("+grid=paper", "data.root=/data/a", "eval.root=/eval/a")
+    b = plan_for("+grid=paper", "data.root=/data/b", "eval.root=/eval/b")
+    assert [j.id for j in a] == [j.id for j in b]
+    job = next(j for j in b if j.kind == "eval")
+    assert job.spec["data"]["root"] == "/data/b" and job.spec["eval"]["root"] == "/eval/b"

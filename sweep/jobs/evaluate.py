@@ -38,13 +38,17 @@ def select_questions(qtype: torch.Tensor, n_types: int, max_questions: int) -> t
 
 
 def run(ctx: JobContext) -> dict[str, float]:
-    """Evaluate; returns accuracy, error, size, token and FLOP metrics."""
+    """Evaluate (``hf`` LLMs go to ``hf_eval``); returns accuracy, error, size, token and FLOP metrics."""
     import torch
 
     from sweep.jobs import common
     from sweep.jobs.train import build_cell_model, make_batch, model_path
     from sweep.models.vlm import llm_forward_flops, non_embedding_params
 
+    if ctx.spec["llm"].get("kind") == "hf":
+        from sweep.jobs import hf_eval
+
+        return hf_eval.run(ctx)
     t0 = time.perf_counter()
     spec = dict(ctx.spec)
     conf = dict(common.spec_get(spec, "eval", "eval"))

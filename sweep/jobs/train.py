@@ -71,12 +71,16 @@ def _set_trainable(model, trainable: str) -> list:
 
 
 def run(ctx: JobContext) -> dict[str, float]:
-    """Train one stage; returns ``train/*`` metrics. Raises ``Preempted`` when asked to stop."""
+    """Train one stage (``hf`` LLMs go to ``hf_train``); returns ``train/*`` metrics. Raises ``Preempted`` when asked to stop."""
     import torch
 
     from sweep.jobs import common
     from sweep.jobs.context import Preempted, atomic_save
 
+    if ctx.spec["llm"].get("kind") == "hf":
+        from sweep.jobs import hf_train
+
+        return hf_train.run(ctx)
     t0 = time.perf_counter()
     spec = dict(ctx.spec)
     stage, cell = dict(common.spec_get(spec, "stage", "train")), dict(common.spec_get(spec, "cell", "train"))

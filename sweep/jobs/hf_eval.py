@@ -1,0 +1,120 @@
+"""The ``eval`` job for ``llm.kind: hf`` cells: real benchmarks, greedy answers, official scorers.
+
+Eval keys (conf/eval/paper.yaml): ``families`` ({family: [benchmark, ...]}),
+``root`` (each benchmark reads ``root/<name>``; not part of the job id, so it
+falls back to ``$SWEEP_EVAL_DATA``), and optionally ``benchmarks`` ({name:
+{root: ..., other options for the benchmark class}}), ``max_items`` (cap per
+benchmark, 0 = all), ``batch_size`` (default 8), ``max_new_tokens`` (default 16).
+
+Metrics (the scaling fitter reads ``error/<family>``, ``N``, ``V``, ``Q``,
+``flops/inference``):
+
+* ``bench/<name>/score`` (headline in [0, 1]) and ``bench/<name>/<sub-score>``
+* ``error/<family>`` = 1 - mean headline score (``families.family_errors``)
+* ``N`` (non-embedding LLM params), ``V``, ``Q`` (mean prompt tokens, image marker excluded)
+* ``flops/inference`` = 2 N (Q + V)
+* ``latency/prefill_ms``: median wall time of one batch-1 prefill (vision + connector + LLM)
+
+Each benchmark's answers are written to ``predictions/<name>.jsonl`` ({id, prediction})
+and logged as an artifact, so a score can be recomputed from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from sweep.jobs.context import JobContext
+
+
+def eval_root(conf: dict[str, Any]) -> Path:
+    return Path(str(conf.get("root") or os.environ.get("SWEEP_EVAL_DATA", "/data/eval"))).expanduser()
+
+
+def _prefill_ms(vlm: Any, ids: Any, image: Any, repeats: int = 3) -> float:
+    """Median ms of a batch-1 prefill (after one warm-up), synchronising CUDA around it."""
+    import torch
+
+    def once() -> float:
+        if vlm.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        embeds, mask = vlm.left_padded([ids], [image])
+        vlm.llm(inputs_embeds=embeds, attention_mask=mask)
+        if vlm.device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) * 1000.0
+
+    with torch.no_grad():
+        once()
+        return statistics.median(once() for _ in range(repeats))
+
+
+def run(ctx: JobContext) -> dict[str, float]:
+    """Evaluate every benchmark of the eval families; returns score, error, size, FLOP and latency metrics."""
+    import torch
+
+    from sweep.evals import build_benchmark, family_errors
+    from sweep.jobs import common
+    from sweep.models.hf_vlm import build_hf_vlm, prompt_ids
+
+    t0 = time.perf_counter()
+    spec = dict(ctx.spec)
+    conf = dict(common.spec_get(spec, "eval", "eval"))
+    families = {str(k): list(v) for k, v in dict(conf["families"]).items()}
+    options = {str(k): dict(v) for k, v in dict(conf.get("benchmarks") or {}).items()}
+    max_items, batch_size = int(conf.get("max_items", 0) or 0), max(1, int(conf.get("batch_size", 8)))
+    max_new = int(conf.get("max_new_tokens", 16))
+    device = torch.device(ctx.device if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    common.set_seed(int(spec["cell"].get("seed", 0)))
+    vlm = build_hf_vlm(spec)
+    vlm.load_weights(torch.load(ctx.upstream_dir("train") / common.MODEL_FILE, weights_only=True))
+    vlm.to(device=device, dtype=dtype).eval()
+
+    out_dir = ctx.workdir / "predictions"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = {}
+    scores: dict[str, float] = {}
+    prompt_tokens, n_prompts, sample = 0, 0, None
+    for name in dict.fromkeys(b for members in families.values() for b in members):
+        opts = dict(options.get(name, {}))
+        bench = build_benchmark(name, Path(str(opts.pop("root", eval_root(conf) / name))).expanduser(), **opts)
+        items = bench.load()
+        items = items[:max_items] if max_items > 0 else items
+        preds: dict[str, str] = {}
+        for i in range(0, len(items), batch_size):
+            chunk = items[i : i + batch_size]
+            images = [it.load_image() for it in chunk]
+            ids = [prompt_ids(vlm.tokenizer, it.prompt, img is not None) for it, img in zip(chunk, images)]
+            prompt_tokens += sum(int((x >= 0).sum()) for x in ids)
+            n_prompts += len(ids)
+            if sample is None:
+                sample = (ids[0], images[0])
+            for it, text in zip(chunk, vlm.generate(ids, images, max_new)):
+                preds[it.id] = text
+        with (out_dir / f"{name}.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"id": it.id, "prediction": preds[it.id]}) + "\n" for it in items)
+        ctx.log_artifact(out_dir / f"{name}.jsonl")
+        result = bench.score(items, preds)
+        scores[name] = float(result["score"])
+        metrics.update({f"bench/{name}/{k}": float(v) for k, v in result.items()})
+
+    metrics.update({f"error/{fam}": err for fam, err in family_errors(scores, families).items()})
+    n, v = vlm.n_params, vlm.visual_tokens
+    q = prompt_tokens / max(1, n_prompts)
+    metrics.update({
+        "N": float(n),
+        "V": float(v),
+        "Q": q,
+        "flops/inference": 2.0 * n * (q + v),
+        "latency/prefill_ms": _prefill_ms(vlm, *sample) if sample is not None else 0.0,
+        "eval/questions": float(n_prompts),
+        "eval/seconds": time.perf_counter() - t0,
+    })
+    return metrics

@@ -1,0 +1,205 @@
+"""The HF train and eval bodies end to end on tiny models: stage 1 -> stage 2 -> eval through JobContext.
+
+A tiny byte-level BPE tokenizer with a ChatML template, a tiny Qwen2 and a tiny
+CLIP are written with ``save_pretrained`` into tmp dirs; images, LLaVA JSON and
+POPE / TextVQA fixtures in their release formats are generated. Nothing downloads.
+Run: ``.venv/bin/pytest tests/test_hf_jobs.py -q``
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from sweep.evals.scoring import pope_says_yes
+from sweep.jobs import evaluate, train
+from sweep.jobs.context import JobContext, Preempted
+
+COLORS = {"red": (220, 20, 20), "blue": (20, 20, 220), "green": (20, 200, 20), "white": (250, 250, 250)}
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    root = tmp_path_factory.mktemp("hf_jobs")
+    torch.manual_seed(0)
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    core.train_from_iterator([f"a {c} square" for c in COLORS] + ["Is there a square in the image? yes no user assistant"], trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tok.chat_template = CHATML
+    llm = root / "qwen"
+    tok.save_pretrained(llm)
+    Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                 tie_word_embeddings=True, eos_token_id=2, pad_token_id=0)).save_pretrained(llm)
+    clip = root / "clip"
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=4, num_attention_heads=2,
+                                     image_size=28, patch_size=14)).save_pretrained(clip)
+    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(clip)
+
+    data = root / "llava"
+    for c, rgb in COLORS.items():
+        (data / "images").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), rgb).save(data / "images" / f"{c}.png")
+    caps = [{"id": c, "image": f"{c}.png", "conversations": [{"from": "human", "value": "<image>\nDescribe."},
+                                                             {"from": "gpt", "value": f"a {c} square"}]} for c in COLORS]
+    chat = [{"id": f"q{c}", "image": f"{c}.png", "conversations": [
+        {"from": "human", "value": "<image>\nIs there a square in the image?"}, {"from": "gpt", "value": "yes"}]} for c in COLORS]
+    chat.append({"id": "text", "conversations": [{"from": "human", "value": "Is there a square?"}, {"from": "gpt", "value": "no"}]})
+    (data / "stage1.json").write_text(json.dumps(caps))
+    (data / "stage2.json").write_text(json.dumps(chat))
+
+    ev = root / "eval"
+    (ev / "pope" / "coco").mkdir(parents=True)
+    labels = ["yes", "no", "yes", "no"]
+    rows = [{"question_id": i + 1, "image": f"COCO_val2014_{i}.jpg", "text": "Is there a square in the image?", "label": lab}
+            for i, lab in enumerate(labels)]
+    (ev / "pope" / "coco" / "coco_pope_random.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (ev / "textvqa" / "train_images").mkdir(parents=True)
+    vqa = [{"question_id": i, "question": "what color is the square?", "image_id": c, "answers": [c] * 10}
+           for i, c in enumerate(COLORS)]
+    (ev / "textvqa" / "TextVQA_0.5.1_val.json").write_text(json.dumps({"data": vqa}))
+    for i, (c, rgb) in enumerate(COLORS.items()):
+        (ev / "pope" / "val2014").mkdir(exist_ok=True)
+        Image.new("RGB", (32, 32), rgb).save(ev / "pope" / "val2014" / f"COCO_val2014_{i}.jpg")
+        Image.new("RGB", (32, 32), rgb).save(ev / "textvqa" / "train_images" / f"{c}.jpg")
+    return {"llm": llm, "clip": clip, "data": data, "eval": ev}
+
+
+def _stage(name: str, trainable: str, lr: float, epochs: int) -> dict[str, Any]:
+    return {"name": name, "data": name, "epochs": epochs, "global_batch_size": 4, "micro_batch_size": 2, "lr": lr,
+            "weight_decay": 0.0, "warmup": 0.0, "schedule": "constant", "trainable": trainable, "precision": "bf16",
+            "checkpoint_every": 0, "log_every": 1, "max_length": 64}
+
+
+def _base(tiny: dict[str, Path]) -> dict[str, Any]:
+    return {
+        "cell": {"llm": "tiny", "visual_tokens": 1, "compressor": "avgpool", "seed": 0},
+        "llm": {"name": "tiny", "kind": "hf", "path": str(tiny["llm"])},
+        "compressor": {"name": "avgpool", "_target_": "sweep.models.compressors.avgpool.AvgPool"},
+        "vision": {"kind": "hf_clip", "path": str(tiny["clip"]), "select_layer": -2, "feature_layers": [2, 3]},
+        "data": {"root": str(tiny["data"]), "stage1": {"json": "stage1.json", "images": "images"},
+                 "stage2": {"json": "stage2.json", "images": "images"}},
+    }
+
+
+def _ctx(kind: str, spec: dict[str, Any], workdir: Path, upstream: dict[str, Path], log: list, stop: Callable[[], bool] = lambda: False) -> JobContext:
+    return JobContext(job_id=workdir.name, kind=kind, spec=spec, workdir=workdir, upstream=upstream,
+                      log_metrics=lambda m, step=None: log.append((step, dict(m))), stop_requested=stop)
+
+
+def test_stage1_stage2_eval(tiny: dict[str, Path], tmp_path: Path) -> None:
+    base = _base(tiny)
+    s1_dir, s2_dir, ev_dir = tmp_path / "s1", tmp_path / "s2", tmp_path / "ev"
+    s1 = {"kind": "train", "stage": _stage("stage1", "connector", 5e-2, 10), "stage_index": 0, **base}
+    log: list = []
+    # Preempted after step 3: a checkpoint is left and the rerun resumes from it.
+    with pytest.raises(Preempted):
+        train.run(_ctx("train", s1, s1_dir, {}, log, stop=lambda: len(log) >= 3))
+    assert sorted(p.name for p in (s1_dir / "ckpt").glob("step_*.pt")) == ["step_00000003.pt"]
+    m1 = train.run(_ctx("train", s1, s1_dir, {}, log))
+    losses = [m["train/loss"] for _, m in log]
+    assert [s for s, _ in log] == list(range(1, 11)) and m1["train/resumed_from_step"] == 3.0
+    assert m1["train/steps"] == 10.0 and m1["train/tokens_per_s"] > 0
+    # Only the projector learns (the random LLM is frozen), so the drop is modest but clear; the run is seeded.
+    assert losses[-1] < losses[0] - 0.1 and m1["train/loss_final"] == pytest.approx(losses[-1])
+    w1 = torch.load(s1_dir / "model.pt", weights_only=True)
+    assert w1["llm"] is None and set(w1["connector"]) == {"projector.0.weight", "projector.0.bias", "projector.2.weight", "projector.2.bias"}
+
+    # lr 0: stage 2 must end with exactly stage 1's connector, and it saves the (now trained) LLM.
+    s2 = {"kind": "train", "stage": _stage("stage2", "all", 0.0, 1), "stage_index": 1, **base}
+    m2 = train.run(_ctx("train", s2, s2_dir, {"train": s1_dir}, []))
+    w2 = torch.load(s2_dir / "model.pt", weights_only=True)
+    assert m2["train/steps"] == 2.0 and w2["llm"] is not None
+    for k, v in w1["connector"].items():
+        torch.testing.assert_close(w2["connector"][k], v)
+
+    conf = {"kind": "benchmarks", "root": str(tiny["eval"]), "families": {"reasoning": ["pope"], "ocr": ["textvqa"]},
+            "benchmarks": {"pope": {"categories": ["random"]}}, "max_items": 3, "batch_size": 2, "max_new_tokens": 4}
+    ev = {"kind": "eval", "eval": conf, **base}
+    m = evaluate.run(_ctx("eval", ev, ev_dir, {"train": s2_dir}, []))
+    preds = [json.loads(line) for line in (ev_dir / "predictions" / "pope.jsonl").read_text().splitlines()]
+    gold = {"random/1": True, "random/2": False, "random/3": True}
+    assert [p["id"] for p in preds] == list(gold)
+    expected = sum(pope_says_yes(p["prediction"]) == gold[p["id"]] for p in preds) / 3
+    assert 0.0 <= m["bench/pope/score"] <= 1.0 and m["bench/pope/score"] == pytest.approx(expected)
+    assert m["bench/pope/n"] == 3.0 and "bench/pope/random/accuracy" in m and m["bench/textvqa/n"] == 3.0
+    assert m["error/reasoning"] == pytest.approx(1 - m["bench/pope/score"])
+    assert m["error/ocr"] == pytest.approx(1 - m["bench/textvqa/score"])
+    assert m["V"] == 1.0 and m["Q"] > 5 and m["N"] > 0 and m["latency/prefill_ms"] > 0
+    assert m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + 1))
+
+
+TRAIN_YAML = """stages:
+  - {name: stage1, data: stage1, epochs: 1, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-2, warmup: 0.0,
+     schedule: cosine, trainable: connector, precision: bf16, checkpoint_every: 0, log_every: 1, max_length: 64}
+  - {name: stage2, data: stage2, epochs: 1, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-4, warmup: 0.0,
+     schedule: cosine, trainable: all, precision: bf16, checkpoint_every: 0, log_every: 1, max_length: 64}
+text_tokens_per_sample: 20
+"""
+EVAL_YAML = """kind: benchmarks
+root: ${oc.env:SWEEP_EVAL_DATA,/data/eval}
+families: {reasoning: [pope], ocr: [textvqa]}
+benchmarks: {pope: {categories: [random]}}
+max_items: 2
+batch_size: 2
+max_new_tokens: 3
+samples_per_cell: 4
+text_tokens_per_sample: 20
+"""
+
+
+def test_paper_grid_cli_runs_the_hf_jobs(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """``python -m sweep +grid=paper`` with the catalogue pointed at the tiny models: stage 1, stage 2, eval in MLflow."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    conf = tmp_path / "conf"
+    shutil.copytree(repo / "conf", conf)
+    llm = conf / "llm" / "qwen15-0p5b.yaml"
+    llm.write_text(llm.read_text().replace("path: Qwen/Qwen1.5-0.5B", f"path: {tiny['llm']}"))
+    vision = conf / "vision" / "clip-vit-l-336.yaml"
+    vision.write_text(vision.read_text().replace("path: openai/clip-vit-large-patch14-336", f"path: {tiny['clip']}"))
+    (conf / "train" / "paper.yaml").write_text(TRAIN_YAML)
+    (conf / "eval" / "paper.yaml").write_text(EVAL_YAML)
+    env = {**os.environ, "SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf), "SWEEP_DATA": str(tiny["data"]),
+           "SWEEP_EVAL_DATA": str(tiny["eval"]), "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = ["+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]", "grid.visual_tokens=[1]",
+            "resources.gpu4.gpus=0", "resources.gpu8.gpus=0", "vision.feature_layers=[2,3]",
+            "data.stage1.json=stage1.json", "data.stage1.images=images", "data.stage2.json=stage2.json", "data.stage2.images=images"]
+    run = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("paper").experiment_id], max_results=100)
+    jobs = {r.data.tags.get("sweep_kind"): r for r in runs if r.data.tags.get("sweep_role") == "job"}
+    assert sorted(r.data.tags["sweep_kind"] for r in runs if r.data.tags.get("sweep_role") == "job") == ["eval", "train", "train"]
+    m = jobs["eval"].data.metrics
+    assert 0.0 <= m["bench/pope/score"] <= 1.0 and m["error/reasoning"] == pytest.approx(1 - m["bench/pope/score"])
+    assert m["V"] == 1.0 and m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + 1), rel=1e-6)
