@@ -138,3 +138,34 @@ def spec_get(spec: dict[str, Any], key: str, kind: str) -> Any:
         return spec[key]
     except KeyError:
         raise KeyError(f"{kind} job spec has no {key!r} (has: {sorted(spec)})") from None
+
+
+class StepBook:
+    """Per-step bookkeeping shared by the training loops.
+
+    It averages the loss over each ``log_every`` window and logs it, writes a
+    checkpoint every ``ckpt_every`` steps, and when the runner asks the job to stop
+    (Slurm preemption) writes one and raises ``Preempted``. ``window`` (the running
+    sum and count) is part of the checkpoint so a resumed run logs the same curve.
+    """
+
+    def __init__(self, ctx: Any, steps: int, log_every: int, ckpt_every: int,
+                 checkpoint: Callable[[int], None], window: list[float] | None = None) -> None:
+        self.ctx, self.steps, self.checkpoint = ctx, steps, checkpoint
+        self.log_every, self.ckpt_every = max(1, log_every), ckpt_every
+        self.window = list(window) if window else [0.0, 0]
+        self.last = 0.0  # the newest logged window mean: the job's final loss
+
+    def after_step(self, done: int, loss: float, lr: float) -> None:
+        from sweep.jobs.context import Preempted
+
+        self.window = [self.window[0] + loss, self.window[1] + 1]
+        if done % self.log_every == 0 or done == self.steps:
+            self.last = self.window[0] / self.window[1]
+            self.ctx.log_metrics({"train/loss": self.last, "train/lr": lr}, done)
+            self.window = [0.0, 0]
+        if self.ctx.stop_requested() and done < self.steps:
+            self.checkpoint(done)
+            raise Preempted(f"train job {self.ctx.job_id} stopped at step {done}/{self.steps}")
+        if self.ckpt_every and done % self.ckpt_every == 0 and done < self.steps:
+            self.checkpoint(done)

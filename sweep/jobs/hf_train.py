@@ -42,7 +42,7 @@ def run(ctx: JobContext) -> dict[str, float]:
 
     from sweep.data.llava import LlavaDataset
     from sweep.jobs import common
-    from sweep.jobs.context import Preempted, atomic_save
+    from sweep.jobs.context import atomic_save
     from sweep.models.hf_vlm import build_hf_vlm
 
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     def trainable_state() -> dict[str, Any]:
         return {"connector": vlm.connector_state(), "llm": vlm.llm_state() if llm_trained else None}
 
-    start, window, tokens = 0, [0.0, 0], 0
+    start, window, tokens = 0, None, 0
     ckpt = common.latest_checkpoint(ctx.checkpoint_dir)
     if ckpt is not None:
         state = common.load_checkpoint(ckpt)
@@ -90,13 +90,13 @@ def run(ctx: JobContext) -> dict[str, float]:
 
     def checkpoint(step: int) -> None:
         common.save_checkpoint(ctx.checkpoint_dir, step, {"weights": trainable_state(), "optimizer": opt.state_dict(),
-                                                          "scheduler": sched.state_dict(), "window": window})
+                                                          "scheduler": sched.state_dict(), "window": book.window})
 
     autocast = device.type == "cuda" and str(stage.get("precision", "bf16")) == "bf16"
     grad_clip = float(stage.get("grad_clip", 1.0) or 0.0)
-    log_every, ckpt_every = max(1, int(stage.get("log_every", 10))), int(stage.get("checkpoint_every", 0) or 0)
+    book = common.StepBook(ctx, steps, int(stage.get("log_every", 10)), int(stage.get("checkpoint_every", 0) or 0),
+                           checkpoint, window)
     data_seed = seed * 1000 + stage_index  # stages of one cell see different orders
-    last_window = 0.0
     vlm.train()
     vlm.tower.eval()
     t1 = time.perf_counter()
@@ -116,23 +116,13 @@ def run(ctx: JobContext) -> dict[str, float]:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         sched.step()
-        done = step + 1
-        window = [window[0] + step_loss, window[1] + 1]
-        if done % log_every == 0 or done == steps:
-            last_window = window[0] / window[1]
-            ctx.log_metrics({"train/loss": last_window, "train/lr": sched.get_last_lr()[0]}, done)
-            window = [0.0, 0]
-        if ctx.stop_requested() and done < steps:
-            checkpoint(done)
-            raise Preempted(f"train job {ctx.job_id} stopped at step {done}/{steps}")
-        if ckpt_every and done % ckpt_every == 0 and done < steps:
-            checkpoint(done)
+        book.after_step(step + 1, step_loss, sched.get_last_lr()[0])
     seconds = time.perf_counter() - t1
 
     vlm.eval()
     atomic_save({**trainable_state(), "cell": cell, "stage": stage}, ctx.workdir / common.MODEL_FILE)
     return {
-        "train/loss_final": last_window,
+        "train/loss_final": book.last,
         "train/steps": float(steps),
         "train/samples": float(len(ds)),
         "train/seconds": time.perf_counter() - t0,

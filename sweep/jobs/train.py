@@ -75,7 +75,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     import torch
 
     from sweep.jobs import common
-    from sweep.jobs.context import Preempted, atomic_save
+    from sweep.jobs.context import atomic_save
 
     if ctx.spec["llm"].get("kind") == "hf":
         from sweep.jobs import hf_train
@@ -102,7 +102,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, common.lr_lambda(steps, float(stage.get("warmup", 0.0)), str(stage.get("schedule", "cosine")))
     )
-    start, window = 0, [0.0, 0]
+    start, window = 0, None
     ckpt = common.latest_checkpoint(ctx.checkpoint_dir)
     if ckpt is not None:
         state = common.load_checkpoint(ckpt)
@@ -112,20 +112,20 @@ def run(ctx: JobContext) -> dict[str, float]:
         start, window = int(state["step"]), list(state["window"])
 
     grad_clip = float(stage.get("grad_clip", 0.0) or 0.0)
-    log_every = max(1, int(stage.get("log_every", 50)))
-    ckpt_every = int(stage.get("checkpoint_every", 0) or 0)
     # Different stages of one cell see different batch orders.
     data_seed = seed * 1000 + int(spec.get("stage_index", 0))
-    last_window = 0.0
 
     def checkpoint(step: int) -> None:
         state = {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
-            "window": window,
+            "window": book.window,
         }
         common.save_checkpoint(ctx.checkpoint_dir, step, state)
+
+    book = common.StepBook(ctx, steps, int(stage.get("log_every", 50)), int(stage.get("checkpoint_every", 0) or 0),
+                           checkpoint, window)
 
     model.train()
     t1 = time.perf_counter()
@@ -138,24 +138,14 @@ def run(ctx: JobContext) -> dict[str, float]:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         sched.step()
-        done = step + 1
-        window = [window[0] + float(loss.detach()), window[1] + 1]
-        if done % log_every == 0 or done == steps:
-            last_window = window[0] / window[1]
-            ctx.log_metrics({"train/loss": last_window, "train/lr": sched.get_last_lr()[0]}, done)
-            window = [0.0, 0]
-        if ctx.stop_requested() and done < steps:
-            checkpoint(done)
-            raise Preempted(f"train job {ctx.job_id} stopped at step {done}/{steps}")
-        if ckpt_every and done % ckpt_every == 0 and done < steps:
-            checkpoint(done)
+        book.after_step(step + 1, float(loss.detach()), sched.get_last_lr()[0])
     seconds = time.perf_counter() - t1
 
     model.eval()
     atomic_save({"state_dict": model.state_dict(), "cell": cell, "stage": stage}, ctx.workdir / common.MODEL_FILE)
     ran = steps - start
     return {
-        "train/loss_final": last_window,
+        "train/loss_final": book.last,
         "train/steps": float(steps),
         "train/steps_per_s": ran / seconds if seconds > 0 and ran else 0.0,
         "train/seconds": time.perf_counter() - t0,
