@@ -18,3 +18,10 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     Tracker(uri).experiment("warmup")
     return uri
+
+
+@pytest.fixture
+def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No hub access and an empty cache of our own, so the machine's cache can never make a model look present."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))

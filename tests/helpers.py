@@ -45,3 +45,13 @@ class Recorder:
 
     def finished(self, job: Any, outcome: Any, final: bool = True) -> None:
         self.ends.append((job.id, outcome.state, final))
+
+
+def save_tiny_clip(folder: Path, layers: int = 4) -> Path:
+    """A tiny CLIP vision tower (28 px, 14 px patches: a 2x2 grid) and its processor, via save_pretrained."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
+                                     num_attention_heads=2, image_size=28, patch_size=14)).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(folder)
+    return folder

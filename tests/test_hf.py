@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from helpers import save_tiny_clip
 from sweep.models import hf
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,17 +24,13 @@ WORDS = ["<pad>", "<eos>", "<unk>", "what", "is", "this", "a", "cat", "dog", "<i
 CLIP_LAYERS = 4
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # An empty cache of our own: the machine's cache can never make a hub id look present.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     root = tmp_path_factory.mktemp("tiny_models")
     torch.manual_seed(0)
@@ -46,11 +43,7 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cfg = Qwen2Config(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False)
     Qwen2ForCausalLM(cfg).save_pretrained(llm_dir)
-    clip_dir = root / "clip-tiny"
-    vcfg = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=CLIP_LAYERS, num_attention_heads=2,
-                            image_size=28, patch_size=14)
-    CLIPVisionModel(vcfg).save_pretrained(clip_dir)
-    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(clip_dir)
+    clip_dir = save_tiny_clip(root / "clip-tiny", layers=CLIP_LAYERS)
     return {"llm": llm_dir, "clip": clip_dir}
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import save_tiny_clip
 from sweep.evals.scoring import pope_says_yes
 from sweep.jobs import evaluate, train
 from sweep.jobs.context import JobContext, Preempted
@@ -26,16 +27,13 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     root = tmp_path_factory.mktemp("hf_jobs")
     torch.manual_seed(0)
@@ -52,10 +50,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
                                  tie_word_embeddings=True, eos_token_id=2, pad_token_id=0)).save_pretrained(llm)
-    clip = root / "clip"
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=4, num_attention_heads=2,
-                                     image_size=28, patch_size=14)).save_pretrained(clip)
-    CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}).save_pretrained(clip)
+    clip = save_tiny_clip(root / "clip")
 
     data = root / "llava"
     for c, rgb in COLORS.items():
