@@ -22,18 +22,21 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sweep.errors import SweepError, close_names
+from launchers.config import LauncherConfig, overrides
+from sweep.errors import SweepError
 from sweep.plan import Job, Plan
+from sweep.registry import Registry
 from sweep.runner import BUSY, JobPayload, Outcome, Runtime
 from sweep.store import DONE, FAILED, PREEMPTED, BackendState, Store
 
 BLOCKED = "blocked"  # an upstream job failed
 
-LAUNCHERS: dict[str, str] = {
+LAUNCHERS: Registry[Any] = Registry("launcher", {
     "local": "launchers.local:LocalLauncher",
+    "inline": "launchers.inline:InlineLauncher",
     "ray": "launchers.ray:RayLauncher",
     "slurm": "launchers.slurm:SlurmLauncher",
-}
+}, field="launcher")
 
 
 class Events(Protocol):
@@ -50,9 +53,6 @@ class LaunchReport:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     detached: bool = False  # jobs were submitted and run on after we return
 
-    def count(self, state: str) -> int:
-        return sum(o.state == state for o in self.outcomes.values())
-
 
 class Launcher(Protocol):
     """One execution backend."""
@@ -68,7 +68,7 @@ def payload(job: Job, tasks: int = 1, gpus: Sequence[int] = ()) -> JobPayload:
     """What the worker gets; ``tasks`` > 1: the worker spawns the job's other ranks on its node;
     ``gpus``: the node's GPU ids the launcher gave the job (empty: the devices the process sees)."""
     return JobPayload(id=job.id, kind=job.kind, spec=job.spec, upstream=dict(job.upstream),
-                      cell=job.cell.as_dict() if job.cell else None, tasks=tasks, gpus=tuple(gpus))
+                      cell=job.cell, tasks=tasks, gpus=tuple(gpus))
 
 
 def tasks_per_node(job: Job, res: Mapping[str, Any]) -> int:
@@ -82,23 +82,21 @@ def tasks_per_node(job: Job, res: Mapping[str, Any]) -> int:
         raise SweepError(where, f"is {tasks} but the class has {gpus} GPUs per node; a GPU takes one rank",
                          f"set tasks_per_node <= {gpus}, or leave it out for one process per GPU")
     ranks = tasks * int(res.get("nodes", 1) or 1)
-    batch = (job.spec.get("stage") or {}).get("global_batch_size") if job.kind == "train" else None
+    batch = getattr(getattr(job.spec, "stage", None), "global_batch_size", None)
     if batch and int(batch) % ranks:
-        raise SweepError(f"train.stages[{job.spec.get('stage_index', 0)}].global_batch_size",
+        raise SweepError(f"train.stages.{job.spec.stage_index}.global_batch_size",  # type: ignore[union-attr]
                          f"is {batch}, which the {ranks} ranks of resource class {job.resource_class!r} cannot share evenly",
                          f"use a multiple of {ranks}, or change resources.{job.resource_class}.tasks_per_node / nodes")
     return tasks
 
 
-def class_resources(job: Job, overrides: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+def class_resources(job: Job, classes: Mapping[str, Any] | None) -> dict[str, Any]:
     """The job's resource class (top-level ``resources``) with the launcher's per-class overrides on top."""
-    return {**dict(job.resources), **dict((overrides or {}).get(job.resource_class) or {})}
+    return {**dict(job.resources), **overrides(dict(classes or {}), job.resource_class)}
 
 
 def backend_states(plan: Plan, store: Store) -> dict[str, BackendState]:
     """What each scheduler says about the not-done jobs the store records as submitted to it."""
-    from sweep.runner import import_string
-
     records: dict[str, dict[str, Mapping[str, Any]]] = {}
     for job in plan:
         if store.is_done(job.id):
@@ -109,7 +107,7 @@ def backend_states(plan: Plan, store: Store) -> dict[str, BackendState]:
             records.setdefault(str(backend["name"]), {})[job.id] = backend
     out: dict[str, BackendState] = {}
     for name, recs in records.items():
-        query = getattr(import_string(LAUNCHERS[name]), "backend_states", None)
+        query = getattr(LAUNCHERS.load(name), "backend_states", None)
         if query is not None:
             out.update(query(recs))
     return out
@@ -146,14 +144,9 @@ def close_ended_runs(store: Store, states: Mapping[str, BackendState], tracking_
     return tracker.close_job_runs(experiment_id, ended)
 
 
-def make_launcher(cfg: Mapping[str, Any]) -> Launcher:
-    """The backend named by ``launcher.name``, built from the ``launcher`` config."""
-    from sweep.runner import import_string
-
-    name = str(cfg.get("name"))
-    if name not in LAUNCHERS:
-        raise SweepError("launcher", f"unknown launcher {name!r}.{close_names(name, LAUNCHERS)}", f"use launcher={'|'.join(LAUNCHERS)}")
-    return import_string(LAUNCHERS[name])(cfg)
+def make_launcher(cfg: LauncherConfig) -> Launcher:
+    """The backend named by ``launcher.name``, built from its typed config (``launchers.config``)."""
+    return LAUNCHERS.load(cfg.name)(cfg)
 
 
 class DagExecutor:

@@ -16,22 +16,14 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any
 
 from launchers.base import DagExecutor, Events, LaunchReport, payload, tasks_per_node
+from launchers.config import LocalConfig, as_config
 from sweep.errors import SweepError
 from sweep.plan import Job, Plan
 from sweep.runner import Outcome, Runtime, cap_threads, run_job
 from sweep.store import FAILED, Store
-
-
-@dataclass(frozen=True)
-class LocalConfig:
-    name: str = "local"
-    workers: int = 2  # concurrent jobs
-    threads_per_worker: int = 1  # torch threads per worker
-    max_attempts: int = 1  # attempts per job before it is reported failed
 
 
 class GpuPool:
@@ -69,37 +61,40 @@ def _init_worker(threads: int) -> None:
     cap_threads(threads)
 
 
+def check_this_machine(plan: Plan, todo: Sequence[str], launcher: str = "local") -> None:
+    """The jobs must fit this machine: one node each, and no more GPUs than it has."""
+    for j in todo:
+        tasks_per_node(plan.get(j), plan.get(j).resources)
+        if int(plan.get(j).resources.get("nodes", 1) or 1) > 1:
+            raise SweepError(f"resources.{plan.get(j).resource_class}.nodes", f"the {launcher} launcher runs a job on this machine only",
+                             "use launcher=slurm for multi-node jobs, or nodes: 1")
+    need = {plan.get(j).resource_class: plan.get(j).resources.get("gpus", 0) for j in todo}
+    gpu_classes = {c: g for c, g in need.items() if g > 0}
+    if not gpu_classes:
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    most = max(gpu_classes.values())
+    if have < most:
+        raise SweepError(
+            "launcher",
+            f"the {launcher} launcher cannot run this plan: its jobs need up to {most} GPUs "
+            f"(resource classes {gpu_classes}) and this machine has {have}",
+            "see the plan with `python -m sweep plan ...`, then submit it to a GPU cluster with "
+            "launcher=slurm (launcher.partition=...) or launcher=ray (launcher.address=...); "
+            "on a laptop run the mini grid: `python -m sweep`",
+        )
+
+
 class LocalLauncher:
     """Runs the jobs on this machine and waits for them."""
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
-        self.cfg = LocalConfig(**dict(cfg))
-        if self.cfg.workers < 1 or self.cfg.threads_per_worker < 1:
-            raise SweepError("launcher.workers", f"workers and threads_per_worker must be >= 1, got {self.cfg}", "set launcher.workers=2")
+    def __init__(self, cfg: LocalConfig | Mapping[str, Any]) -> None:
+        self.cfg = as_config(cfg, LocalConfig)
 
     def check(self, plan: Plan, todo: Sequence[str]) -> None:
-        for j in todo:
-            tasks_per_node(plan.get(j), plan.get(j).resources)
-            if int(plan.get(j).resources.get("nodes", 1) or 1) > 1:
-                raise SweepError(f"resources.{plan.get(j).resource_class}.nodes", "the local launcher runs a job on this machine only",
-                                 "use launcher=slurm for multi-node jobs, or nodes: 1")
-        need = {plan.get(j).resource_class: plan.get(j).resources.get("gpus", 0) for j in todo}
-        gpu_classes = {c: g for c, g in need.items() if g > 0}
-        if not gpu_classes:
-            return
-        import torch
-
-        have = torch.cuda.device_count()
-        most = max(gpu_classes.values())
-        if have < most:
-            raise SweepError(
-                "launcher",
-                f"the local launcher cannot run this plan: its jobs need up to {most} GPUs "
-                f"(resource classes {gpu_classes}) and this machine has {have}",
-                "see the plan with `python -m sweep plan ...`, then submit it to a GPU cluster with "
-                "launcher=slurm (launcher.partition=...) or launcher=ray (launcher.address=...); "
-                "on a laptop run the mini grid: `python -m sweep`",
-            )
+        check_this_machine(plan, todo)
 
     def launch(self, plan: Plan, todo: Sequence[str], rt: Runtime, events: Events) -> LaunchReport:
         workers = min(self.cfg.workers, max(1, len(todo)))

@@ -24,10 +24,11 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from launchers.base import DagExecutor, Events, LaunchReport, class_resources, payload, tasks_per_node
+from launchers.config import RayConfig, as_config
 from sweep.errors import SweepError
 from sweep.plan import Job, Plan
 from sweep.runner import Outcome, Runtime, run_job
@@ -35,31 +36,6 @@ from sweep.store import FAILED, Store
 
 LOOPBACK = "127.0.0.1"
 GIB = 1024**3
-
-
-@dataclass(frozen=True)
-class RayConfig:
-    name: str = "ray"
-    # null: start Ray inside this process (bound to 127.0.0.1); "auto": the cluster started with `ray start`
-    # on this machine; "ray://host:10001" (Ray Client) or "host:6379": a remote cluster.
-    address: str | None = None
-    # Embedded Ray only: CPUs it may use (null = all cores).
-    num_cpus: int | None = None
-    # Embedded Ray only: GPUs it may use (null = those it finds).
-    num_gpus: int | None = None
-    # Embedded Ray only: object store size in MB; jobs pass little data through it, so small is enough.
-    object_store_mb: int = 128
-    # Per resource class overrides of gpus / cpus / mem_gb, e.g. {gpu8: {mem_gb: 400}}.
-    classes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Attempts per job before it is reported failed (Ray's own task retries stay off).
-    max_attempts: int = 1
-    # Ray runtime environment for the job's tasks (e.g. {working_dir: ., pip: [...]}); null = none.
-    runtime_env: Mapping[str, Any] | None = None
-    # Stream the workers' stdout/stderr to this terminal.
-    log_to_driver: bool = True
-    # A multi-node job (resources nodes > 1) reserves one bundle per node in a placement group with
-    # this strategy: STRICT_SPREAD (one node each, the default) or PACK (may share a machine; for tests).
-    placement: str = "STRICT_SPREAD"
 
 
 # One embedded Ray per process, shared by the launches running in it (two concurrent
@@ -160,11 +136,8 @@ def _show(res: Mapping[str, float], keys: Sequence[str]) -> str:
 class RayLauncher:
     """Runs each job as a Ray task (resources from its class) and waits for them in DAG order."""
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
-        self.cfg = RayConfig(**dict(cfg))
-        if self.cfg.max_attempts < 1 or self.cfg.object_store_mb < 75:
-            raise SweepError("launcher", f"max_attempts must be >= 1 and object_store_mb >= 75 (Ray's minimum), got {self.cfg}",
-                             "set launcher.max_attempts=1 launcher.object_store_mb=128")
+    def __init__(self, cfg: RayConfig | Mapping[str, Any]) -> None:
+        self.cfg = as_config(cfg, RayConfig)
 
     def resources(self, job: Job) -> dict[str, float]:
         return _demand(class_resources(job, self.cfg.classes))
@@ -238,13 +211,12 @@ class RayLauncher:
                 need = self.resources(job)
                 nodes = int(class_resources(job, self.cfg.classes).get("nodes", 1) or 1)
                 options: dict[str, Any] = {"num_cpus": need["CPU"], "num_gpus": need["GPU"], "max_retries": 0,
-                                           "name": f"sweep:{job.kind}:{job.id}"}
+                                           "name": f"sweep:{job.role}:{job.id}"}
                 if "memory" in need:
                     options["memory"] = int(need["memory"])
-                job_rt = replace(rt, threads=max(1, int(need["CPU"])))
                 # The task holds all of the job's GPUs and CPUs; a multi-rank job spawns its followers inside it.
                 tasks = tasks_per_node(job, class_resources(job, self.cfg.classes))
-                job_rt = replace(job_rt, threads=max(1, int(need["CPU"]) // tasks))
+                job_rt = replace(rt, threads=max(1, int(need["CPU"]) // tasks))
                 if nodes > 1:
                     ref, groups[ref] = self._submit_nodes(job, payload(job, tasks), job_rt, need, options, nodes)
                 else:
@@ -288,7 +260,7 @@ class RayLauncher:
                                 name=f"sweep:{job.id}")
 
         def on(node: int) -> dict[str, Any]:
-            return {**options, "name": f"sweep:{job.kind}:{job.id}:node{node}",
+            return {**options, "name": f"sweep:{job.role}:{job.id}:node{node}",
                     "scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=node)}
 
         # All on one machine (embedded Ray, or a cluster on loopback): the ranks meet through this file and

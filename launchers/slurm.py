@@ -27,11 +27,12 @@ import subprocess
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from launchers.base import BLOCKED, Events, LaunchReport, backend_states, class_resources, close_ended_runs, payload, tasks_per_node
+from launchers.config import SlurmConfig, as_config, overrides
 from launchers.slurm_arrays import ArraySpec, plan_arrays
 from launchers.slurm_queue import backend_states as query_states
 from launchers.slurm_queue import max_array_size, partitions
@@ -42,59 +43,14 @@ from sweep.store import CANCELLED, DONE, FAILED, PREEMPTED, SUBMITTED, BackendSt
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+,-]{0,127}$")  # partition, account, qos (comma lists allowed)
 CONSTRAINT = re.compile(r"^[A-Za-z0-9_.:&|,()\[\]*-]{1,256}$")  # Slurm feature expressions: a&b|(c,d)
-CLASS_KEYS = ("partition", "account", "qos", "constraint", "time_min", "gpus", "cpus", "mem_gb", "nodes", "tasks_per_node")
 UNKNOWN_GRACE_S = 60.0  # a job neither squeue nor sacct knows yet, right after submission
-
-
-@dataclass(frozen=True)
-class SlurmConfig:
-    name: str = "slurm"
-    # Partition / account / qos / constraint for every resource class; `classes` overrides them per class.
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    # Per resource class: any of partition, account, qos, constraint, time_min, gpus, cpus, mem_gb, nodes
-    # (the last five default to the top-level `resources` class), e.g. {gpu8: {partition: h100, time_min: 2880}}.
-    classes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Shell lines run in every sbatch script before the job (module load ..., source venv/bin/activate).
-    setup: Sequence[str] = ()
-    # At most this many tasks of one array run at once (Slurm's --array=...%N).
-    array_parallelism: int = 64
-    # Requeues per job after preemption or time limit; then it stops, resumable by the next `run`.
-    max_requeues: int = 3
-    # Seconds between Slurm's USR2 warning and the time limit: the job's time to save a checkpoint.
-    signal_delay_s: int = 120
-    # Attempts per job inside its Slurm job before it is reported failed.
-    max_attempts: int = 1
-    # false: submit and return (the jobs run on); true: wait for them and report their outcomes.
-    wait: bool = False
-    # Seconds between polls of the store and squeue/sacct while waiting.
-    poll_s: float = 5.0
-    # Where each launch's submitit folder (scripts, logs, pickles) goes; null = <sweep.root>/slurm.
-    folder: str | None = None
-    # The command that runs Python on the nodes, as words (e.g. [apptainer, exec, img.sif, python]); null = this interpreter.
-    python: Sequence[str] | None = None
 
 
 class SlurmLauncher:
     """Submits the plan as Slurm job arrays; waits for them only with ``wait: true``."""
 
-    def __init__(self, cfg: Mapping[str, Any]) -> None:
-        self.cfg = SlurmConfig(**dict(cfg))
-        c = self.cfg
-        for key, value, low in (("array_parallelism", c.array_parallelism, 1), ("max_requeues", c.max_requeues, 0),
-                                ("signal_delay_s", c.signal_delay_s, 0), ("max_attempts", c.max_attempts, 1)):
-            if not isinstance(value, int) or value < low:
-                raise SweepError(f"launcher.{key}", f"must be an integer >= {low}, got {value!r}", f"set launcher.{key}={max(low, 1)}")
-        if not isinstance(c.setup, Sequence) or isinstance(c.setup, str) or not all(isinstance(s, str) and "\n" not in s and "\0" not in s for s in c.setup):
-            raise SweepError("launcher.setup", "must be a list of single shell lines", "write setup: ['module load cuda', ...]")
-        if c.python is not None and (isinstance(c.python, str) or not all(isinstance(w, str) and w for w in c.python)):
-            raise SweepError("launcher.python", f"must be a list of words, got {c.python!r}", "write python: [/path/to/python]")
-        for cls, over in c.classes.items():
-            bad = [k for k in over if k not in CLASS_KEYS]
-            if bad:
-                raise SweepError(f"launcher.classes.{cls}", f"unknown keys {bad}.{close_names(bad[0], CLASS_KEYS)}", f"use {', '.join(CLASS_KEYS)}")
+    def __init__(self, cfg: SlurmConfig | Mapping[str, Any]) -> None:
+        self.cfg = as_config(cfg, SlurmConfig)
 
     # ---- settings per resource class ------------------------------------------------
     def settings(self, job: Job) -> dict[str, Any]:
@@ -116,7 +72,7 @@ class SlurmLauncher:
 
     def _where(self, cls: str, key: str) -> str:
         """The config key a class's setting came from, for error messages."""
-        if key in (self.cfg.classes.get(cls) or {}):
+        if key in overrides(self.cfg.classes, cls):
             return f"launcher.classes.{cls}.{key}"
         return f"launcher.{key}" if key in ("partition", "account", "qos", "constraint") else f"resources.{cls}.{key}"
 

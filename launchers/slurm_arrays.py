@@ -34,8 +34,7 @@ class ArraySpec:
 
 
 def kind_label(job: Job) -> str:
-    stage = (job.spec.get("stage") or {}).get("name") if isinstance(job.spec.get("stage"), dict) else None
-    return job.kind if not stage or stage == job.kind else f"{job.kind}:{stage}"
+    return job.role if not job.stage or job.stage == job.role else f"{job.role}:{job.stage}"
 
 
 def _chains(jobs: Sequence[Job], todo: Collection[str]) -> list[list[Job]]:

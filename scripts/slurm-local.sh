@@ -18,8 +18,6 @@
 # SLURM_LOCAL_SLURMD_PORT (7818), SLURM_LOCAL_DBD_PORT (7819),
 # SLURM_LOCAL_DB_PORT (7306). SLURM_LOCAL_GRACE_S (30) is the GraceTime of the
 # preemptible `debug` partition. Clients need only SLURM_CONF (see `env`).
-#
-# Facts behind the settings: /work/shared/NOTES_SLURM.md (measured here).
 set -euo pipefail
 
 readonly PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)

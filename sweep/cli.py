@@ -67,19 +67,20 @@ def parse_args(argv: Sequence[str]) -> Args:
     return args
 
 
-def load(overrides: Sequence[str]) -> tuple[dict[str, Any], Any]:
-    """(resolved config, plan) for these overrides; every input error surfaces here."""
+def load(overrides: Sequence[str]) -> tuple[Any, Any]:
+    """(typed config, plan) for these overrides; every input error surfaces here, before anything starts."""
     from sweep.config import compose, resolved
     from sweep.plan import build_plan
+    from sweep.specs.config import Config
 
-    cfg = resolved(compose(overrides))
+    cfg = Config.parse(resolved(compose(overrides)), "")
     return cfg, build_plan(cfg)
 
 
-def store_of(cfg: dict[str, Any]) -> Any:
+def store_of(cfg: Any) -> Any:
     from sweep.store import Store
 
-    return Store(cfg["sweep"]["root"], lease_s=float(cfg["sweep"].get("lease_s", 120)))
+    return Store(cfg.sweep.root, lease_s=cfg.sweep.lease_s)
 
 
 def cmd_plan(args: Args) -> int:
@@ -95,7 +96,7 @@ def cmd_plan(args: Args) -> int:
         return 0
     print(render_plan(plan.name, rows))
     try:
-        make_launcher(cfg["launcher"]).check(plan, [r["id"] for r in rows if r["status"] != "done"])
+        make_launcher(cfg.launcher).check(plan, [r["id"] for r in rows if r["status"] != "done"])
     except SweepError as e:
         print(f"\nnote: {e}")
     absent = missing_for(cfg, plan)
@@ -122,12 +123,12 @@ def cmd_status(args: Args) -> int:
     return 0
 
 
-def close_ended(cfg: dict[str, Any], plan: Any, store: Any, backend: Any, out: Any = None) -> None:
+def close_ended(cfg: Any, plan: Any, store: Any, backend: Any, out: Any = None) -> None:
     """Close the MLflow runs Slurm left RUNNING (cancelled, dead node, ...); a tracking error is only a note."""
     from launchers.base import close_ended_runs
 
     try:
-        closed = close_ended_runs(store, backend, cfg["tracking"]["uri"], experiment_name=plan.name)
+        closed = close_ended_runs(store, backend, cfg.tracking.uri, experiment_name=plan.name)
     except Exception as e:  # the store still says what happened; `status` must show it
         print(f"note: could not close the MLflow runs of jobs Slurm ended: {type(e).__name__}: {e}", file=sys.stderr)
         return
@@ -135,7 +136,7 @@ def close_ended(cfg: dict[str, Any], plan: Any, store: Any, backend: Any, out: A
         print(f"closed the MLflow run of {jid}: {reason}", file=out or sys.stdout)
 
 
-def setup_tracking(cfg: dict[str, Any], plan: Any) -> Any:
+def setup_tracking(cfg: Any, plan: Any) -> Any:
     """Experiment and parent run (created once, under a lock), as a ``Runtime`` for the workers."""
     from omegaconf import OmegaConf
 
@@ -143,22 +144,22 @@ def setup_tracking(cfg: dict[str, Any], plan: Any) -> Any:
     from sweep.tracking import Tracker, file_lock, git_commit, redact
 
     store = store_of(cfg)
-    tracker = Tracker(cfg["tracking"]["uri"])
+    tracker = Tracker(cfg.tracking.uri)
     commit = git_commit()
-    grid_tags = {f"grid.{k}": json.dumps(v) for k, v in cfg["grid"].items()}
+    grid_tags = {f"grid.{k}": json.dumps(v) for k, v in cfg.grid.to_dict().items()}
     with file_lock(store.root / ".tracking.lock"):
         exp = tracker.experiment(plan.name)
         parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, **grid_tags})
     config_file = store.root / "sweeps" / plan.name / "config.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(cfg))))
+    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(cfg.to_dict()))))
     tracker.log_artifact(parent, config_file)
     return tracker, Runtime(store_root=str(store.root), tracking_uri=tracker.uri, experiment_id=exp,
                             parent_run_id=parent, sweep_name=plan.name, git_commit=commit,
                             lease_s=store.lease_s)
 
 
-def check_before_start(cfg: dict[str, Any], plan: Any, launcher: Any, todo: list[str]) -> None:
+def check_before_start(cfg: Any, plan: Any, launcher: Any, todo: list[str]) -> None:
     """The launcher's check and the HF model check; every problem found is reported in one error."""
     from sweep.prefetch import missing_error, missing_for
 
@@ -195,7 +196,7 @@ def cmd_run(args: Args) -> int:
     rows = plan_rows(plan, store, backend)
     # Jobs still queued or running in Slurm from an earlier run are not submitted again.
     todo = [r["id"] for r in rows if r["status"] != "done" and not (r["id"] in backend and backend[r["id"]].active)]
-    launcher = make_launcher(cfg["launcher"])
+    launcher = make_launcher(cfg.launcher)
     check_before_start(cfg, plan, launcher, todo)
     close_ended(cfg, plan, store, backend)  # before a resubmission reopens them
     print(render_plan(plan.name, rows), flush=True)
@@ -231,7 +232,7 @@ def cmd_run(args: Args) -> int:
     return 1 if failed else 0
 
 
-def run_fit_after(cfg: dict[str, Any], plan: Any) -> None:
+def run_fit_after(cfg: Any, plan: Any) -> None:
     """Fit at the end of a run; a study too small to fit is a note, not a failure."""
     try:
         from sweep.fitting import fit_sweep

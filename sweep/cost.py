@@ -8,56 +8,37 @@ the paper's 2*N*(Q+V). A frozen vision tower costs 2*N_vision per patch token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 ANSWER_TOKENS = 8  # rough generated/answer length per question, for estimates only
 
 
-def llm_params(entry: Mapping[str, Any]) -> tuple[float, float]:
-    """(non-embedding N, total parameters) of a catalogue LLM entry."""
-    if entry.get("kind") == "hf":
-        return float(entry["non_embedding_params_b"]) * 1e9, float(entry["params_b"]) * 1e9
-    h, layers, inter = entry["hidden_size"], entry["num_layers"], entry["intermediate_size"]
-    heads = entry["num_heads"]
-    kv = entry.get("num_kv_heads", heads)
-    per_layer = h * h * 2 + 2 * h * (h // heads) * kv + 3 * h * inter + 2 * h
-    non_embedding = layers * per_layer + h
-    return float(non_embedding), float(non_embedding + entry.get("vocab_size", 64) * h)
-
-
-def vision_flops_per_image(vision: Mapping[str, Any]) -> float:
-    """Forward FLOPs of the frozen tower for one image."""
-    patches = (vision["image_size"] // vision["patch_size"]) ** 2
-    if "params_b" in vision:
-        params = float(vision["params_b"]) * 1e9
-    else:
-        params = 12.0 * vision["dim"] ** 2 * vision["layers"]
+def vision_flops_per_image(vision: Any) -> float:
+    """Forward FLOPs of the frozen tower for one image (a ``ClipVision`` or ``MiniVision`` spec)."""
+    patches = (vision.image_size // vision.patch_size) ** 2
+    params = float(vision.params_b) * 1e9 if hasattr(vision, "params_b") else 12.0 * vision.dim ** 2 * vision.layers
     return 2.0 * params * (patches + 1)
 
 
-def train_flops(llm: Mapping[str, Any], stage: Mapping[str, Any], visual_tokens: int, text_tokens: float,
-                samples: float, vision: Mapping[str, Any] | None) -> float:
+def train_flops(llm: Any, stage: Any, visual_tokens: int, text_tokens: float, samples: float, vision: Any | None) -> float:
     """FLOPs of one training stage: LLM forward+backward on V+Q tokens, plus the vision tower if not cached."""
-    n, _ = llm_params(llm)
-    per_token = 6.0 * n if stage.get("trainable", "all") == "all" else 4.0 * n
+    n = llm.params()
+    per_token = 6.0 * n if stage.trainable == "all" else 4.0 * n
     total = per_token * (visual_tokens + text_tokens) * samples
     if vision is not None:
         total += vision_flops_per_image(vision) * samples
     return total
 
 
-def eval_flops(llm: Mapping[str, Any], visual_tokens: int, text_tokens: float, samples: float,
-               vision: Mapping[str, Any] | None) -> float:
+def eval_flops(llm: Any, visual_tokens: int, text_tokens: float, samples: float, vision: Any | None) -> float:
     """FLOPs of evaluating one cell: prefill plus a short answer, plus the tower if not cached."""
-    n, _ = llm_params(llm)
-    total = 2.0 * n * (visual_tokens + text_tokens + ANSWER_TOKENS) * samples
+    total = 2.0 * llm.params() * (visual_tokens + text_tokens + ANSWER_TOKENS) * samples
     if vision is not None:
         total += vision_flops_per_image(vision) * samples
     return total
 
 
-def measured_mfu(cost: Mapping[str, Any]) -> dict[str, float]:
+def measured_mfu(cost: Any) -> dict[str, float]:
     """Training MFU per LLM (median over V) from the ``bench/bench_gpu.py`` JSON at ``cost.measured``; {} if unset."""
     import json
     import statistics
@@ -65,7 +46,7 @@ def measured_mfu(cost: Mapping[str, Any]) -> dict[str, float]:
 
     from sweep.errors import SweepError
 
-    path = cost.get("measured")
+    path = cost.measured
     if not path:
         return {}
     try:
@@ -80,8 +61,8 @@ def measured_mfu(cost: Mapping[str, Any]) -> dict[str, float]:
     return {llm: statistics.median(v) for llm, v in by_llm.items()}
 
 
-def gpu_hours(flops: float, gpus: int, cost: Mapping[str, Any], mfu: float | None = None) -> float:
+def gpu_hours(flops: float, gpus: int, cost: Any, mfu: float | None = None) -> float:
     """Wall-clock GPU-hours at ``mfu`` (default: the assumed model-FLOPs utilisation); 0 for CPU jobs."""
     if gpus <= 0:
         return 0.0
-    return flops / (float(cost["gpu_peak_tflops"]) * 1e12 * float(mfu or cost["assumed_mfu"]) * 3600.0)
+    return flops / (cost.gpu_peak_tflops * 1e12 * float(mfu or cost.assumed_mfu) * 3600.0)

@@ -46,8 +46,8 @@ def plan_rows(plan: Plan, store: Store, backend: Mapping[str, BackendState] | No
         state = store.state(job.id)
         sched = (backend or {}).get(job.id)
         rows.append({
-            "id": job.id, "kind": job.kind, "stage": job.spec.get("stage", {}).get("name"),
-            **(job.cell.as_dict() if job.cell else {}), "heldout": bool(job.cell and job.cell.heldout),
+            "id": job.id, "kind": job.role, "job_kind": job.kind, "stage": job.stage,
+            **(job.cell.identity() if job.cell else {}), "heldout": bool(job.cell and job.cell.heldout),
             "status": status_label(state, sched), "attempts": state.attempts, "error": state.error,
             "scheduler": f"{sched.state} {sched.ref}" if sched else None,
             "resource_class": job.resource_class, "resources": dict(job.resources),
@@ -115,7 +115,7 @@ def error_tables(plan: Plan, store: Store) -> str:
     llms: list[str] = []
     vs: list[int] = []
     for job in plan:
-        if job.kind != "eval" or job.cell is None:
+        if job.role != "eval" or job.cell is None:
             continue
         record = store.result(job.id)
         if not record:

@@ -56,10 +56,9 @@ def numeric_leaves(obj: Any, prefix: str = "") -> Iterable[tuple[str, float]]:
         yield prefix.rstrip("/").replace("@", "_at_"), float(obj)
 
 
-def _settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    f = cfg.get("fit", {})
-    return {"n_boot": int(f.get("n_boot", 1000)), "seed": int(f.get("seed", 0)), "loss": str(f.get("loss", "l2")),
-            "q_values": tuple(float(q) for q in f.get("q_values", (0, 50))), "heldout": str(f.get("heldout", "largest"))}
+def _settings(f: Any) -> dict[str, Any]:
+    """The fitter's keyword settings from the config's ``fit`` section (``sweep.specs.config.Fit``)."""
+    return {"n_boot": f.n_boot, "seed": f.seed, "loss": f.loss, "q_values": tuple(f.q_values), "heldout": f.heldout}
 
 
 def _print(study: Any, as_json: bool) -> None:
@@ -73,33 +72,35 @@ def fit_csv(path: Path, n_unit: str, as_json: bool, settings: Mapping[str, Any] 
     from sweep.scaling import fit_study, load_csv
 
     table = load_csv(path, n_unit=n_unit)
-    study = fit_study(table.observations, **(settings or _settings({})))
+    from sweep.specs.config import Fit
+
+    study = fit_study(table.observations, **(settings or _settings(Fit())))
     if not as_json and table.note:
         print(table.note)
     _print(study, as_json)
     return 0
 
 
-def fit_sweep(cfg: Mapping[str, Any], plan: Any, as_json: bool) -> Any:
+def fit_sweep(cfg: Any, plan: Any, as_json: bool) -> Any:
     """Fit the sweep's finished eval runs, write the report, log it to MLflow, print it."""
     from sweep.scaling import fit_study, write_report
     from sweep.tracking import Tracker
 
-    tracker = Tracker(cfg["tracking"]["uri"])
+    tracker = Tracker(cfg.tracking.uri)
     exp = tracker.client.get_experiment_by_name(plan.name)
     if exp is None:
         raise SweepError("sweep.name", f"MLflow at {tracker.uri} has no experiment {plan.name!r}",
                          "run the sweep first (`python -m sweep ...`), or point tracking.uri at its store")
-    eval_ids = [j.id for j in plan if j.kind == "eval"]
+    eval_ids = [j.id for j in plan if j.role == "eval"]
     runs = tracker.job_runs(exp.experiment_id, "eval", eval_ids)
     if not runs:
         raise SweepError("fit", f"none of the sweep's {len(eval_ids)} eval jobs has a finished run in MLflow",
                          "run the sweep until its eval jobs finish, then fit")
-    held = cfg["grid"].get("heldout_llm") or []
+    held = cfg.grid.heldout_llm
     obs = observations_from_runs(runs, held)
-    settings = _settings(cfg)
+    settings = _settings(cfg.fit)
     study = fit_study(obs, **settings)
-    outdir = Path(cfg["sweep"]["root"]).resolve() / "sweeps" / plan.name / "fit"
+    outdir = Path(cfg.sweep.root).resolve() / "sweeps" / plan.name / "fit"
     files = write_report(study, obs, outdir)
 
     parent = tracker._find(exp.experiment_id, sweep_role="parent")

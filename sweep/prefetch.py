@@ -14,7 +14,6 @@ weight files are fetched (one weight format: safetensors when the repo has it).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from sweep.errors import SweepError
@@ -26,13 +25,13 @@ TORCH_BIN = ("*.bin",)
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def uses_hf(cfg: Mapping[str, Any], plan: Any) -> bool:
+def uses_hf(cfg: Any, plan: Any) -> bool:
     """Whether any cell needs a Hugging Face model (cheap: no torch import for the mini grid)."""
-    llms = {cfg["llm"][cell.llm].get("kind") for cell in plan.cells}
-    return bool(plan.cells) and ("hf" in llms or cfg.get("vision", {}).get("kind") == "hf_clip")
+    llms = {cfg.llm[cell.llm].kind for cell in plan.cells}
+    return bool(plan.cells) and ("hf" in llms or cfg.vision.kind == "hf_clip")
 
 
-def missing_for(cfg: Mapping[str, Any], plan: Any) -> list[str]:
+def missing_for(cfg: Any, plan: Any) -> list[str]:
     """``missing_models`` when the plan uses HF models, else nothing."""
     if not uses_hf(cfg, plan):
         return []
@@ -53,7 +52,7 @@ def _download(repo_id: str) -> str:
     return snapshot_download(repo_id, allow_patterns=[*META_PATTERNS, *weight_patterns(files)])
 
 
-def prefetch(cfg: Mapping[str, Any], plan: Any) -> int:
+def prefetch(cfg: Any, plan: Any) -> int:
     """Download what ``missing_models`` reports; prints progress, raises ``SweepError`` on what it cannot fetch."""
     from sweep.models.hf import is_local_path, missing_models, needed_models
 

@@ -15,13 +15,13 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sweep.distributed import Crew, World, follow, join_all, start_local_ranks
-from sweep.jobs import JOB_KINDS
+from sweep.jobs import JOB_BODIES, role
 from sweep.jobs.context import JobContext, Preempted
+from sweep.specs.jobs import Cell, JobSpec
 from sweep.store import DONE, FAILED, PREEMPTED, RUNNING, Store, write_json_atomic
 
 BUSY = "busy"  # another worker holds the job's lease
@@ -45,13 +45,13 @@ class Runtime:
 
 @dataclass(frozen=True)
 class JobPayload:
-    """What a worker needs to run one job (picklable, JSON-able)."""
+    """What a worker needs to run one job (picklable): the job's typed spec, never re-composed on the node."""
 
     id: str
     kind: str
-    spec: Mapping[str, Any]
+    spec: JobSpec
     upstream: Mapping[str, str]
-    cell: Mapping[str, Any] | None = None
+    cell: Cell | None = None
     tasks: int = 1  # processes the job runs on this node; the leader spawns the others (``sweep.distributed``)
     gpus: tuple[int, ...] = ()  # GPU ids the launcher gave the job on this node; () = the devices the process sees
 
@@ -66,17 +66,6 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
     skipped: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def import_string(target: str) -> Callable[..., Any]:
-    """``"pkg.module:function"`` -> the function."""
-    import importlib
-
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _plot_series(series: Mapping[str, list[tuple[int, float]]], path: Path) -> Path | None:
@@ -159,13 +148,17 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
         if missing:
             raise RuntimeError(f"upstream jobs are not done: {missing}")
         workdir = store.job_dir(job.id)
-        store.write_spec(job.id, job.spec)
+        store.write_spec(job.id, {"kind": job.kind, **job.spec.to_dict()})
         store.set_status(job.id, RUNNING, owner=rt.owner, pid=os.getpid())
         tracker = Tracker(rt.tracking_uri)
-        tags = {"sweep_kind": job.kind, "sweep_name": rt.sweep_name, "sweep_git_commit": rt.git_commit,
-                "sweep_cell": "-".join(str(v) for v in (job.cell or {}).values())}
+        tags = {"sweep_kind": role(job.kind), "sweep_job_kind": job.kind, "sweep_name": rt.sweep_name,
+                "sweep_git_commit": rt.git_commit, "sweep_cell": job.cell.name if job.cell else ""}
         run_id = tracker.job_run(rt.experiment_id, rt.parent_run_id, job.id, tags)
-        tracker.log_params(run_id, {"job.id": job.id, "job.kind": job.kind, **flatten(redact(job.spec))})
+        # Params are what the job computes (its identity: fixed for the job id); where and how it runs
+        # (paths, cadence, batching) may differ between attempts, so those go to tags, which may change.
+        semantic = flatten(redact(job.spec.identity()))
+        tracker.log_params(run_id, {"job.id": job.id, "job.kind": job.kind, **semantic})
+        tracker.set_tags(run_id, {f"spec.{k}": v for k, v in flatten(redact(job.spec.to_dict())).items() if k not in semantic})
         tracker.log_artifact(run_id, workdir / "spec.json")
 
         series: dict[str, list[tuple[int, float]]] = {}
@@ -186,7 +179,7 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
             stop_requested=stop_requested or (lambda: False),
             world=world, device=world.device(),
         )
-        metrics = dict(import_string(JOB_KINDS[job.kind])(ctx))
+        metrics = dict(JOB_BODIES.load(job.kind)(ctx))
         metrics["job/seconds"] = time.time() - t0
         tracker.log_metrics(run_id, metrics)
         plot = _plot_series(series, workdir / "series.png")
@@ -232,7 +225,7 @@ def follow_job(job: JobPayload, rt: Runtime, world: World, stop_requested: Calla
                          upstream={kind: store.job_dir(uid) for kind, uid in job.upstream.items()},
                          stop_requested=stop_requested or (lambda: False), world=w, device=w.device())
         try:
-            import_string(JOB_KINDS[job.kind])(ctx)
+            JOB_BODIES.load(job.kind)(ctx)
         except Preempted:
             pass  # the leader saved the checkpoint; it decides what comes next
 

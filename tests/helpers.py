@@ -9,17 +9,17 @@ from typing import Any
 
 def probe_plan(nodes: Mapping[str, tuple[Sequence[str], Mapping[str, Any]]], name: str = "probe",
                resources: Mapping[str, Any] | None = None) -> Any:
-    """A plan of probe jobs; ``nodes`` maps a name to (upstream names, probe spec), in topological order."""
-    from sweep.ids import job_id
-    from sweep.plan import Job, Plan
+    """A plan of probe jobs; ``nodes`` maps a name to (upstream names, ProbeSpec fields), in topological order."""
+    from sweep.plan import Job, Plan, make_id
+    from sweep.specs.jobs import ProbeSpec
 
     ids: dict[str, str] = {}
     jobs = []
-    for key, (deps, spec) in nodes.items():
+    for key, (deps, fields) in nodes.items():
         upstream = {d: ids[d] for d in deps}
-        full = {"kind": "probe", "name": key, **spec}
-        ids[key] = job_id("probe", key, full, 1, list(upstream.values()))
-        jobs.append(Job(id=ids[key], kind="probe", spec=full, upstream=upstream, resources=dict(resources or {"gpus": 0, "cpus": 1})))
+        spec = ProbeSpec(name=key, **fields)
+        ids[key] = make_id("probe", key, spec, upstream)
+        jobs.append(Job(id=ids[key], kind="probe", spec=spec, upstream=upstream, resources=dict(resources or {"gpus": 0, "cpus": 1})))
     return Plan(name=name, jobs=tuple(jobs), cells=())
 
 
@@ -46,6 +46,36 @@ class Recorder:
 
     def finished(self, job: Any, outcome: Any, final: bool = True) -> None:
         self.ends.append((job.id, outcome.state, final))
+
+
+def tiny_hf_parts(tiny: Mapping[str, Path], compressor: str = "avgpool", visual_tokens: int = 1) -> dict[str, Any]:
+    """Typed spec parts for the tiny HF models and LLaVA data of a test: cell, llm, compressor, vision, data."""
+    import yaml
+
+    from sweep.specs.data import LlavaData
+    from sweep.specs.jobs import Cell
+    from sweep.specs.models import HFLLM, ClipVision, CompressorEntry
+
+    entry = yaml.safe_load((Path(__file__).resolve().parent.parent / "conf" / "compressor" / f"{compressor}.yaml").read_text())
+    files = {"images": "images", "samples": 4}
+    return {
+        "cell": Cell(llm="tiny", visual_tokens=visual_tokens, compressor=compressor, seed=0),
+        "llm": HFLLM(name="tiny", path=str(tiny["llm"]), params_b=1e-6, non_embedding_params_b=1e-6, resource_class="cpu"),
+        "compressor": CompressorEntry.parse(entry[compressor], f"compressor.{compressor}"),
+        "vision": ClipVision(path=str(tiny["clip"]), image_size=28, patch_size=14, feature_layers=(2, 3), params_b=1e-6),
+        "data": LlavaData.parse({"root": str(tiny.get("data", "")), "stage1": {"json": "stage1.json", **files},
+                                 "stage2": {"json": "stage2.json", **files}}, "data"),
+    }
+
+
+def bench_eval_spec(parts: Mapping[str, Any], conf: Mapping[str, Any]) -> Any:
+    """A ``BenchEvalSpec`` from typed parts and an eval config (as in conf/eval/paper.yaml), resolved as the plan does."""
+    from sweep.specs.data import BenchmarkEval
+    from sweep.specs.jobs import BenchEvalSpec, bench_runs
+
+    ev = BenchmarkEval.parse(dict(conf), "eval")
+    return BenchEvalSpec(cell=parts["cell"], llm=parts["llm"], compressor=parts["compressor"], vision=parts["vision"],
+                         families=ev.families, benchmarks=bench_runs(ev), max_items=ev.max_items, batch_size=ev.batch_size)
 
 
 def save_tiny_clip(folder: Path, layers: int = 4) -> Path:

@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sweep.models.compressors import build_compressor, compressor_class, valid_visual_tokens
 from sweep.models.compressors.base import Compressor, format_counts
+from sweep.specs.models import CompressorEntry
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "compressor"
 NAMES = ["avgpool", "tokenpacker", "quecc", "resampler", "pixelshuffle"]
@@ -25,10 +26,10 @@ GRID, IN_DIM, LEVEL_DIM, QUESTION_DIM, OUT_DIM, BATCH = 8, 64, 128, 32, 48, 2
 PAPER_V = [1, 4, 16, 36, 64, 144, 576]
 
 
-def entry(name: str, **overrides: Any) -> dict[str, Any]:
-    """The catalogue entry of ``conf/compressor/<name>.yaml``, with optional kwarg overrides."""
+def entry(name: str, **overrides: Any) -> CompressorEntry:
+    """The typed catalogue entry of ``conf/compressor/<name>.yaml``, with optional kwarg overrides."""
     loaded = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
-    return {**loaded[name], **overrides}
+    return CompressorEntry.parse({**loaded[name], **overrides}, f"compressor.{name}")
 
 
 def build(name: str, visual_tokens: int, grid: int = GRID, **overrides: Any) -> Compressor:

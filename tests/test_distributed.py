@@ -16,18 +16,21 @@ from typing import Any
 import pytest
 import torch
 
-from helpers import make_runtime
-from test_hf_jobs import _base, _stage, tiny  # noqa: F401  (tiny is a fixture)
+from helpers import bench_eval_spec, make_runtime, tiny_hf_parts
+from test_hf_jobs import _stage, tiny  # noqa: F401  (tiny is a fixture)
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 
 
 def _job(tiny: dict[str, Path], tasks: int, **stage: Any) -> Any:  # noqa: F811
-    from sweep.runner import JobPayload
+    from dataclasses import replace
 
-    spec = {"kind": "train", "stage": {**_stage("stage2", "all", 1e-3, 3), "micro_batch_size": 1, **stage},
-            "stage_index": 0, **_base(tiny)}
-    return JobPayload(id="train-ddp", kind="train", spec=spec, upstream={}, tasks=tasks)
+    from sweep.runner import JobPayload
+    from sweep.specs.jobs import HFTrainSpec
+
+    spec = HFTrainSpec(stage=replace(_stage("stage2", "all", 1e-3, 3), micro_batch_size=1, **stage), stage_index=0,
+                       **tiny_hf_parts(tiny))
+    return JobPayload(id="train-ddp", kind="hf_train", spec=spec, upstream={}, tasks=tasks)
 
 
 def _weights(root: Path) -> dict[str, torch.Tensor]:
@@ -139,10 +142,10 @@ def test_two_ranks_evaluate_like_one_process(tiny: dict[str, Path], tmp_path: Pa
     assert run_job(_job(tiny, 1), rt).state == "done"
     conf = {"kind": "benchmarks", "root": str(tiny["eval"]), "families": {"reasoning": ["pope"], "ocr": ["textvqa"]},
             "benchmarks": {"pope": {"categories": ["random"]}}, "batch_size": 1, "max_new_tokens": 4}
-    spec = {"kind": "eval", "eval": conf, **_base(tiny)}
+    spec = bench_eval_spec(tiny_hf_parts(tiny), conf)
     out = {}
     for tasks in (1, 2):
-        job = JobPayload(id=f"eval-{tasks}", kind="eval", spec=spec, upstream={"train": "train-ddp"}, tasks=tasks)
+        job = JobPayload(id=f"eval-{tasks}", kind="bench_eval", spec=spec, upstream={"train": "train-ddp"}, tasks=tasks)
         outcome = run_job(job, rt)
         assert outcome.state == "done", outcome.error
         out[tasks] = outcome.metrics

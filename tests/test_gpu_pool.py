@@ -14,7 +14,7 @@ from sweep.store import Store
 
 def test_jobs_get_disjoint_gpus_and_wait_for_free_ones(tmp_path: Path) -> None:
     plan_a = probe_plan({"big": ((), {}), "small1": ((), {}), "small2": ((), {})})
-    jobs = {j.spec["name"]: j for j in plan_a}
+    jobs = {j.spec.name: j for j in plan_a}
     # big needs 3 of the 4 GPUs, the small ones 2 each; the plan's costliest-first order puts big first.
     need = {"big": 3, "small1": 2, "small2": 2}
     for name, job in jobs.items():
@@ -28,7 +28,7 @@ def test_jobs_get_disjoint_gpus_and_wait_for_free_ones(tmp_path: Path) -> None:
         ids = pool.take(job)
         handle = len(timeline)
         pool.held[handle] = ids  # type: ignore[index]
-        live[handle] = (job.spec["name"], ids)
+        live[handle] = (job.spec.name, ids)
         timeline.append(sorted(live.values()))
         return handle
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import torch
 
 from helpers import conf_with_tiny_paths, save_tiny_clip
 from sweep.models import hf
+from sweep.specs.models import HFLLM, ClipVision, MiniLLM
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ["<pad>", "<eos>", "<unk>", "what", "is", "this", "a", "cat", "dog", "<image>"]
@@ -47,7 +49,8 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_load_llm_offline_counts_non_embedding_params(tiny_dirs: dict[str, Path]) -> None:
-    loaded = hf.load_llm({"name": "tiny", "kind": "hf", "path": str(tiny_dirs["llm"])}, dtype=torch.float32)
+    loaded = hf.load_llm(HFLLM(name="tiny", path=str(tiny_dirs["llm"]), params_b=1e-6, non_embedding_params_b=1e-6,
+                               resource_class="cpu"), dtype=torch.float32)
     model = loaded.model
     total = sum(p.numel() for p in model.parameters())
     vocab, hidden = len(WORDS), model.config.hidden_size
@@ -57,12 +60,10 @@ def test_load_llm_offline_counts_non_embedding_params(tiny_dirs: dict[str, Path]
     assert loaded.tokenizer.convert_tokens_to_ids(["what", "cat", "<eos>"]) == [3, 7, 1]
     assert loaded.tokenizer.eos_token == "<eos>"
     assert loaded.tokenizer.apply_chat_template([{"role": "user", "content": "a cat"}], tokenize=False).strip() == "a cat"
-    with pytest.raises(ValueError, match="kind"):
-        hf.load_llm({"name": "xs", "kind": "tiny_qwen2", "path": str(tiny_dirs["llm"])})
 
 
 def test_load_vision_features_shapes(tiny_dirs: dict[str, Path]) -> None:
-    tower = hf.load_vision({"kind": "hf_clip", "path": str(tiny_dirs["clip"]), "select_layer": -2, "feature_layers": [1, 3, 4]})
+    tower = hf.load_vision(_clip(tiny_dirs["clip"], feature_layers=(1, 3, 4)))
     assert not any(p.requires_grad for p in tower.parameters())
     images = [torch.randint(0, 255, (40, 50, 3), dtype=torch.uint8).numpy() for _ in range(2)]
     pixels = tower.processor(images=images, return_tensors="pt")["pixel_values"]
@@ -71,7 +72,15 @@ def test_load_vision_features_shapes(tiny_dirs: dict[str, Path]) -> None:
     # Layer 3 of 4 is the penultimate (select_layer -2): the final features are that slice of the levels.
     torch.testing.assert_close(feats, levels[..., 16:32])
     with pytest.raises(ValueError, match="feature_layers"):
-        hf.load_vision({"kind": "hf_clip", "path": str(tiny_dirs["clip"]), "feature_layers": [12, 16, 22, 23]})
+        hf.load_vision(_clip(tiny_dirs["clip"], feature_layers=(12, 16, 22, 23)))
+
+
+def _clip(path: Path, **fields: Any) -> ClipVision:
+    return ClipVision(path=str(path), image_size=28, patch_size=14, params_b=1e-6, **fields)
+
+
+def _llm(name: str, path: str) -> HFLLM:
+    return HFLLM(name=name, path=path, params_b=1e-6, non_embedding_params_b=1e-6, resource_class="cpu")
 
 
 class _Cell:
@@ -87,15 +96,14 @@ class _Plan:
 def test_missing_models_reports_hub_ids_not_local_dirs(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    cfg: dict[str, Any] = {
-        "llm": {"a": {"kind": "hf", "path": str(tiny_dirs["llm"])}, "b": {"kind": "hf", "path": "nobody/not-a-model-xyz"},
-                "c": {"kind": "hf", "path": str(empty)}, "mini": {"kind": "tiny_qwen2"}},
-        "vision": {"kind": "hf_clip", "path": str(tiny_dirs["clip"])},
-    }
+    llms = {"a": _llm("a", str(tiny_dirs["llm"])), "b": _llm("b", "nobody/not-a-model-xyz"), "c": _llm("c", str(empty)),
+            "mini": MiniLLM(name="mini", hidden_size=8, num_layers=1, num_heads=1, intermediate_size=8)}
+    cfg = SimpleNamespace(llm=llms, vision=_clip(tiny_dirs["clip"]))
     assert hf.missing_models(cfg, _Plan("a", "b", "c", "mini", "a")) == ["nobody/not-a-model-xyz", str(empty)]
     assert hf.missing_models(cfg, _Plan("a")) == []
     # The LLM dir has no preprocessor_config.json: it is not a complete CLIP tower.
-    assert hf.missing_models({**cfg, "vision": {"kind": "hf_clip", "path": str(tiny_dirs["llm"])}}, _Plan("a")) == [str(tiny_dirs["llm"])]
+    cfg.vision = _clip(tiny_dirs["llm"])
+    assert hf.missing_models(cfg, _Plan("a")) == [str(tiny_dirs["llm"])]
 
 
 def sweep(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

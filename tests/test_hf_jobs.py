@@ -17,10 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import COLORS, run_paper_cli, save_tiny_clip, save_tiny_qwen, save_tiny_tokenizer, write_llava_data
+from helpers import (COLORS, bench_eval_spec, run_paper_cli, save_tiny_clip, save_tiny_qwen, save_tiny_tokenizer,
+                     tiny_hf_parts, write_llava_data)
 from sweep.evals.scoring import pope_says_yes
-from sweep.jobs import evaluate, train
+from sweep.jobs import hf_eval, hf_train
 from sweep.jobs.context import JobContext, Preempted
+from sweep.specs.jobs import HFTrainSpec
+from sweep.specs.train import LlavaStage
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
 
@@ -51,38 +54,31 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"llm": llm, "clip": clip, "data": data, "eval": ev}
 
 
-def _stage(name: str, trainable: str, lr: float, epochs: int) -> dict[str, Any]:
-    return {"name": name, "data": name, "epochs": epochs, "global_batch_size": 4, "micro_batch_size": 2, "lr": lr,
-            "weight_decay": 0.0, "warmup": 0.0, "schedule": "constant", "trainable": trainable, "precision": "bf16",
-            "checkpoint_every": 0, "log_every": 1, "max_length": 64}
+def _stage(name: str, trainable: str, lr: float, epochs: int) -> LlavaStage:
+    # Built directly (not parsed): lr 0 is refused in a config, but this test wants an exact no-op stage.
+    return LlavaStage(name=name, data=name, epochs=epochs, global_batch_size=4, micro_batch_size=2, lr=lr,  # type: ignore[arg-type]
+                      warmup=0.0, schedule="constant", trainable=trainable, checkpoint_every=0, log_every=1,  # type: ignore[arg-type]
+                      max_length=64)
 
 
-def _base(tiny: dict[str, Path]) -> dict[str, Any]:
-    return {
-        "cell": {"llm": "tiny", "visual_tokens": 1, "compressor": "avgpool", "seed": 0},
-        "llm": {"name": "tiny", "kind": "hf", "path": str(tiny["llm"])},
-        "compressor": {"name": "avgpool", "_target_": "sweep.models.compressors.avgpool.AvgPool"},
-        "vision": {"kind": "hf_clip", "path": str(tiny["clip"]), "select_layer": -2, "feature_layers": [2, 3]},
-        "data": {"root": str(tiny["data"]), "stage1": {"json": "stage1.json", "images": "images"},
-                 "stage2": {"json": "stage2.json", "images": "images"}},
-    }
+def _train_spec(tiny: dict[str, Path], stage: LlavaStage, index: int) -> HFTrainSpec:
+    return HFTrainSpec(stage=stage, stage_index=index, **tiny_hf_parts(tiny))
 
 
-def _ctx(kind: str, spec: dict[str, Any], workdir: Path, upstream: dict[str, Path], log: list, stop: Callable[[], bool] = lambda: False) -> JobContext:
+def _ctx(kind: str, spec: Any, workdir: Path, upstream: dict[str, Path], log: list, stop: Callable[[], bool] = lambda: False) -> JobContext:
     return JobContext(job_id=workdir.name, kind=kind, spec=spec, workdir=workdir, upstream=upstream,
                       log_metrics=lambda m, step=None: log.append((step, dict(m))), stop_requested=stop)
 
 
 def test_stage1_stage2_eval(tiny: dict[str, Path], tmp_path: Path) -> None:
-    base = _base(tiny)
     s1_dir, s2_dir, ev_dir = tmp_path / "s1", tmp_path / "s2", tmp_path / "ev"
-    s1 = {"kind": "train", "stage": _stage("stage1", "connector", 5e-2, 10), "stage_index": 0, **base}
+    s1 = _train_spec(tiny, _stage("stage1", "connector", 5e-2, 10), 0)
     log: list = []
     # Preempted after step 3: a checkpoint is left and the rerun resumes from it.
     with pytest.raises(Preempted):
-        train.run(_ctx("train", s1, s1_dir, {}, log, stop=lambda: len(log) >= 3))
+        hf_train.run(_ctx("hf_train", s1, s1_dir, {}, log, stop=lambda: len(log) >= 3))
     assert sorted(p.name for p in (s1_dir / "ckpt").glob("step_*.pt")) == ["step_00000003.pt"]
-    m1 = train.run(_ctx("train", s1, s1_dir, {}, log))
+    m1 = hf_train.run(_ctx("hf_train", s1, s1_dir, {}, log))
     losses = [m["train/loss"] for _, m in log]
     assert [s for s, _ in log] == list(range(1, 11)) and m1["train/resumed_from_step"] == 3.0
     assert m1["train/steps"] == 10.0 and m1["train/tokens_per_s"] > 0
@@ -92,8 +88,8 @@ def test_stage1_stage2_eval(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert w1["llm"] is None and set(w1["connector"]) == {"projector.0.weight", "projector.0.bias", "projector.2.weight", "projector.2.bias"}
 
     # lr 0: stage 2 must end with exactly stage 1's connector, and it saves the (now trained) LLM.
-    s2 = {"kind": "train", "stage": _stage("stage2", "all", 0.0, 1), "stage_index": 1, **base}
-    m2 = train.run(_ctx("train", s2, s2_dir, {"train": s1_dir}, []))
+    s2 = _train_spec(tiny, _stage("stage2", "all", 0.0, 1), 1)
+    m2 = hf_train.run(_ctx("hf_train", s2, s2_dir, {"train": s1_dir}, []))
     w2 = torch.load(s2_dir / "model.pt", weights_only=True)
     assert m2["train/steps"] == 2.0 and w2["llm"] is not None
     for k, v in w1["connector"].items():
@@ -101,8 +97,8 @@ def test_stage1_stage2_eval(tiny: dict[str, Path], tmp_path: Path) -> None:
 
     conf = {"kind": "benchmarks", "root": str(tiny["eval"]), "families": {"reasoning": ["pope"], "ocr": ["textvqa"]},
             "benchmarks": {"pope": {"categories": ["random"]}}, "max_items": 3, "batch_size": 2, "max_new_tokens": 4}
-    ev = {"kind": "eval", "eval": conf, **base}
-    m = evaluate.run(_ctx("eval", ev, ev_dir, {"train": s2_dir}, []))
+    ev = bench_eval_spec(tiny_hf_parts(tiny), conf)
+    m = hf_eval.run(_ctx("bench_eval", ev, ev_dir, {"train": s2_dir}, []))
     preds = [json.loads(line) for line in (ev_dir / "predictions" / "pope.jsonl").read_text().splitlines()]
     gold = {"random/1": True, "random/2": False, "random/3": True}
     assert [p["id"] for p in preds] == list(gold)
@@ -115,7 +111,8 @@ def test_stage1_stage2_eval(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + 1))
 
 
-TRAIN_YAML = """stages:
+TRAIN_YAML = """kind: llava
+stages:
   - {name: stage1, data: stage1, epochs: 1, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-2, warmup: 0.0,
      schedule: cosine, trainable: connector, precision: bf16, checkpoint_every: 0, log_every: 1, max_length: 64}
   - {name: stage2, data: stage2, epochs: 1, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-4, warmup: 0.0,
@@ -158,7 +155,7 @@ def test_paper_grid_cli_runs_each_job_on_two_ranks(tiny: dict[str, Path], tmp_pa
 
 def test_a_global_batch_the_ranks_cannot_share_is_refused_before_anything_runs(tiny: dict[str, Path], tmp_path: Path) -> None:
     run = run_paper_cli(tmp_path, tiny, TRAIN_YAML, EVAL_YAML, extra=["+resources.gpu4.tasks_per_node=3"], expect_rc=2)
-    assert "train.stages[0].global_batch_size" in run.stderr and "multiple of 3" in run.stderr
+    assert "train.stages.0.global_batch_size" in run.stderr and "multiple of 3" in run.stderr
     assert not (tmp_path / "out" / "jobs").exists()
 
 
@@ -170,16 +167,12 @@ def test_every_compressor_trains_and_answers_inside_the_hf_vlm(tiny: dict[str, P
     """The catalogue entry (conf/compressor/<name>.yaml) on CLIP's multi-level features into a Qwen2 via
     inputs_embeds: a stage-2 batch (images and a text-only sample) trains every connector weight, and greedy
     generation answers. QueCC's visual tokens depend on the question."""
-    import yaml
-
     from sweep.data.llava import LlavaDataset
     from sweep.models.hf_vlm import _prompt_ids, build_hf_vlm, prompt_ids
 
-    repo = Path(__file__).resolve().parent.parent
-    entry = yaml.safe_load((repo / "conf" / "compressor" / f"{name}.yaml").read_text())[name]
-    spec = {**_base(tiny), "compressor": entry, "cell": {"llm": "tiny", "visual_tokens": 1, "compressor": name, "seed": 0}}
+    parts = tiny_hf_parts(tiny, compressor=name)
     torch.manual_seed(0)
-    vlm = build_hf_vlm(spec)
+    vlm = build_hf_vlm(parts["llm"], parts["compressor"], parts["vision"], 1)
     params = vlm.set_trainable("all")
     ds = LlavaDataset(tiny["data"] / "stage2.json", tiny["data"] / "images", vlm.tokenizer, style="chat",
                       max_length=64, visual_tokens=vlm.visual_tokens)

@@ -33,7 +33,8 @@ import torch
 import yaml
 from PIL import Image
 
-from helpers import TOKENIZER_TEXT, run_paper_cli, save_fixed_answer_qwen, save_tiny_clip, save_tiny_tokenizer, write_llava_data
+from helpers import (TOKENIZER_TEXT, run_paper_cli, save_fixed_answer_qwen, save_tiny_clip, save_tiny_tokenizer, tiny_hf_parts,
+                     write_llava_data)
 
 ANSWER = "Yes"
 REPO = Path(__file__).resolve().parent.parent
@@ -298,19 +299,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"llm": llm, "clip": clip, "data": data, "eval": root / "eval"}
 
 
-def _spec(tiny: dict[str, Path]) -> dict[str, Any]:
-    return {"cell": {"llm": "tiny", "visual_tokens": 1, "compressor": "avgpool", "seed": 0},
-            "llm": {"name": "tiny", "kind": "hf", "path": str(tiny["llm"])},
-            "compressor": {"name": "avgpool", "_target_": "sweep.models.compressors.avgpool.AvgPool"},
-            "vision": {"kind": "hf_clip", "path": str(tiny["clip"]), "select_layer": -2, "feature_layers": [2, 3]}}  # fmt: skip
-
-
 def test_crafted_llm_answers_yes_to_anything(tiny: dict[str, Path]) -> None:
     """Through the eval job's own path (build_hf_vlm, prompt_ids, HFVLM.generate), any connector, any prompt."""
     from sweep.models.hf_vlm import build_hf_vlm, prompt_ids
 
     torch.manual_seed(1)
-    vlm = build_hf_vlm(_spec(tiny)).eval()
+    parts = tiny_hf_parts(tiny)
+    vlm = build_hf_vlm(parts["llm"], parts["compressor"], parts["vision"], 1).eval()
     assert len(vlm.tokenizer(ANSWER, add_special_tokens=False)["input_ids"]) == 1  # "Yes" is one token here
     prompts = ["Is there a square in the image?", "What color is the square?\nA. red\nB. blue\nAnswer with the letter.",
                "Yes", "Say no.", "a red square Yes Yes"]  # fmt: skip
@@ -325,7 +320,8 @@ def test_crafted_llm_answers_yes_to_anything(tiny: dict[str, Path]) -> None:
     assert vlm.generate(ids[:2], images[:2], max_new_tokens=8) == [ANSWER] * 2
 
 
-TRAIN_YAML = """stages:
+TRAIN_YAML = """kind: llava
+stages:
   - {name: stage1, data: stage1, epochs: 10, global_batch_size: 4, micro_batch_size: 2, lr: 5.0e-2, warmup: 0.0,
      schedule: constant, trainable: connector, precision: bf16, checkpoint_every: 0, log_every: 1, max_length: 64}
   - {name: stage2, data: stage2, epochs: 1, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-6, warmup: 0.0,

@@ -6,7 +6,7 @@ build it; the features job runs once per module and feeds the other tests.
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,10 @@ import yaml
 
 from sweep.jobs import evaluate, features, train
 from sweep.jobs.context import JobContext, Preempted
+from sweep.specs.data import SyntheticData, SyntheticEval
+from sweep.specs.jobs import CachedTrainSpec, Cell, FeaturesSpec, SyntheticEvalSpec
+from sweep.specs.models import CompressorEntry, MiniLLM, MiniVision
+from sweep.specs.train import CachedStage
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -23,29 +27,27 @@ def _conf(path: str) -> dict:
     return yaml.safe_load((CONF / path).read_text())
 
 
-VISION = {**_conf("vision/mini.yaml"), "pretrain": {"steps": 30, "batch_size": 64, "lr": 3e-3}}
-DATA = {**_conf("data/synthetic.yaml"), "train_images": 300, "test_images": 100}
-STAGE = {**_conf("train/mini.yaml")["stages"][0], "steps": 20, "batch_size": 32, "checkpoint_every": 10, "log_every": 5}
-LLM = _conf("llm/xs.yaml")["xs"]
-AVGPOOL = _conf("compressor/avgpool.yaml")["avgpool"]
-CELL = {"llm": "xs", "visual_tokens": 4, "compressor": "avgpool", "seed": 0}
+VISION = MiniVision.parse({**_conf("vision/mini.yaml"), "pretrain": {"steps": 30, "batch_size": 64, "lr": 3e-3}}, "vision")
+DATA = SyntheticData.parse({**_conf("data/synthetic.yaml"), "train_images": 300, "test_images": 100}, "data")
+STAGE = CachedStage.parse({**_conf("train/mini.yaml")["stages"][0], "steps": 20, "batch_size": 32, "checkpoint_every": 10,
+                           "log_every": 5}, "train.stages.0")
+LLM = MiniLLM.parse(_conf("llm/xs.yaml")["xs"], "llm.xs")
+AVGPOOL = CompressorEntry.parse(_conf("compressor/avgpool.yaml")["avgpool"], "compressor.avgpool")
+CELL = Cell(llm="xs", visual_tokens=4, compressor="avgpool", seed=0)
 
 
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("features")
-    ctx = JobContext("f", "features", {"kind": "features", "vision": VISION, "data": DATA}, workdir)
+    ctx = JobContext("f", "features", FeaturesSpec(vision=VISION, data=DATA), workdir)
     metrics = features.run(ctx)
     assert 0.0 <= metrics["vision/patch_acc"] <= 1.0
     assert metrics["vision/seconds"] > 0 and metrics["data/train_questions"] > 300
     return workdir
 
 
-def _train_ctx(workdir: Path, features_dir: Path, stage: dict | None = None, **kw) -> JobContext:
-    spec = {
-        "kind": "train", "stage": stage or STAGE, "stage_index": 0, "cell": CELL, "llm": LLM,
-        "compressor": AVGPOOL, "vision": VISION, "data": DATA,
-    }
+def _train_ctx(workdir: Path, features_dir: Path, stage: CachedStage | None = None, stage_index: int = 0, **kw) -> JobContext:
+    spec = CachedTrainSpec(stage=stage or STAGE, stage_index=stage_index, cell=CELL, llm=LLM, compressor=AVGPOOL)
     workdir.mkdir(parents=True, exist_ok=True)
     return JobContext("t", "train", spec, workdir, upstream={"features": features_dir}, **kw)
 
@@ -54,8 +56,8 @@ def test_features_job_writes_the_cache(features_dir: Path) -> None:
     from sweep.jobs import common
 
     cache, meta = common.load_cache(features_dir, "train")
-    assert cache.feats.dtype == torch.float16 and cache.feats.shape == (300, 64, VISION["dim"])
-    assert cache.levels.shape == (300, 64, VISION["dim"] * len(VISION["feature_layers"]))
+    assert cache.feats.dtype == torch.float16 and cache.feats.shape == (300, 64, VISION.dim)
+    assert cache.levels.shape == (300, 64, VISION.dim * len(VISION.feature_layers))
     assert meta["level_dim"] == cache.levels.shape[-1] and meta["grid"] == 8
     assert len(cache) == len(cache.a_ids) == len(cache.qtype)
     assert (features_dir / common.TOWER_FILE).exists()
@@ -63,7 +65,7 @@ def test_features_job_writes_the_cache(features_dir: Path) -> None:
 
 def test_training_lowers_the_loss(tmp_path: Path, features_dir: Path) -> None:
     logged: list[tuple[int, float]] = []
-    stage = {**STAGE, "steps": 60, "log_every": 10, "lr": 3e-3}
+    stage = replace(STAGE, steps=60, log_every=10, lr=3e-3)
     ctx = _train_ctx(tmp_path, features_dir, stage, log_metrics=lambda m, s: logged.append((s, m["train/loss"])))
     metrics = train.run(ctx)
     losses = [v for _, v in logged]
@@ -97,9 +99,8 @@ def test_stopped_run_resumes_and_matches_an_uninterrupted_one(tmp_path: Path, fe
 
 def test_second_stage_starts_from_the_first(tmp_path: Path, features_dir: Path) -> None:
     train.run(_train_ctx(tmp_path / "s1", features_dir))
-    stage2 = {**STAGE, "name": "stage2", "steps": 5, "trainable": "connector"}
-    ctx = _train_ctx(tmp_path / "s2", features_dir, stage2)
-    ctx.spec["stage_index"] = 1
+    stage2 = replace(STAGE, name="stage2", steps=5, trainable="connector")
+    ctx = _train_ctx(tmp_path / "s2", features_dir, stage2, stage_index=1)
     ctx.upstream = {"features": features_dir, "train": tmp_path / "s1"}
     metrics = train.run(ctx)
     first = torch.load(tmp_path / "s1" / "model.pt")["state_dict"]
@@ -111,13 +112,11 @@ def test_second_stage_starts_from_the_first(tmp_path: Path, features_dir: Path) 
 
 def test_eval_reports_the_fitters_metrics(tmp_path: Path, features_dir: Path) -> None:
     train.run(_train_ctx(tmp_path / "train", features_dir))
-    conf = {**_conf("eval/mini.yaml"), "max_questions": 80}
-    spec = {
-        "kind": "eval", "eval": conf, "cell": CELL, "llm": LLM, "compressor": AVGPOOL, "vision": VISION, "data": DATA,
-    }
+    conf = SyntheticEval.parse({**_conf("eval/mini.yaml"), "max_questions": 80}, "eval")
+    spec = SyntheticEvalSpec(eval=conf, cell=CELL, llm=LLM, compressor=AVGPOOL)
     upstream = {"features": features_dir, "train": tmp_path / "train"}
     (tmp_path / "eval").mkdir()
-    m = evaluate.run(JobContext("e", "eval", copy.deepcopy(spec), tmp_path / "eval", upstream=upstream))
+    m = evaluate.run(JobContext("e", "eval", spec, tmp_path / "eval", upstream=upstream))
     for family in ("reasoning", "ocr"):
         assert 0.0 <= m[f"error/{family}"] <= 1.0
         accs = [v for k, v in m.items() if k.startswith(f"acc/{family}/")]

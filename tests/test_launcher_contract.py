@@ -2,8 +2,9 @@
 
 DAG order, done jobs skipped, failed jobs retried, a failing job's error reaching
 the user, and two concurrent launches of the same plan running each job once.
-Backends: local, ray (embedded, one Ray for the module) and slurm (``wait: true``
-against the single-node Slurm the harness starts; marked ``slurm``).
+Backends: local, inline (the debug launcher: jobs in the test's own process), ray
+(embedded, one Ray for the module) and slurm (``wait: true`` against the
+single-node Slurm the harness starts; marked ``slurm``).
 
     .venv/bin/pytest tests/test_launcher_contract.py -m ""
 """
@@ -29,6 +30,12 @@ def _local() -> Any:
     return LocalLauncher({"name": "local", "workers": 2, "threads_per_worker": 1, "max_attempts": 2})
 
 
+def _inline() -> Any:
+    from launchers.inline import InlineLauncher
+
+    return InlineLauncher({"name": "inline", "max_attempts": 2})
+
+
 def _ray() -> Any:
     from launchers.ray import RayLauncher
 
@@ -43,6 +50,7 @@ def _slurm() -> Any:
 
 RAY_CONFIG = {"name": "ray", "num_cpus": 2, "max_attempts": 2, "log_to_driver": False}
 LAUNCHERS["local"] = _local
+LAUNCHERS["inline"] = _inline
 LAUNCHERS["ray"] = _ray
 LAUNCHERS["slurm"] = _slurm
 # The fixtures each backend needs besides the MLflow store, and its markers.
@@ -86,10 +94,10 @@ def test_dag_order_and_results(launcher: Any, tmp_path: Path, mlflow_uri: str) -
     })
     rt = make_runtime(tmp_path / "store", mlflow_uri, "contract-dag")
     report, _ = _launch(launcher, plan, rt)
-    assert {o.state for o in report.outcomes.values()} == {"done"}
+    assert {o.state for o in report.outcomes.values()} == {"done"}, [o.error for o in report.outcomes.values()]
     events = _trace(trace)
     when = {(e["job"], e["event"]): e["t"] for e in events}
-    ids = {j.spec["name"]: j.id for j in plan}
+    ids = {j.spec.name: j.id for j in plan}
     assert when[(ids["a"], "end")] <= when[(ids["b"], "start")]
     assert when[(ids["a"], "end")] <= when[(ids["c"], "start")]
     assert max(when[(ids["b"], "end")], when[(ids["c"], "end")]) <= when[(ids["d"], "start")]
@@ -119,7 +127,7 @@ def test_failed_job_is_retried_and_error_reaches_user(launcher: Any, tmp_path: P
     })
     rt = make_runtime(tmp_path / "store", mlflow_uri, "contract-fail")
     report, rec = _launch(launcher, plan, rt)
-    ids = {j.spec["name"]: j.id for j in plan}
+    ids = {j.spec.name: j.id for j in plan}
     assert report.outcomes[ids["flaky"]].state == "done"
     assert report.outcomes[ids["flaky"]].metrics["probe/attempt"] == 2
     assert report.outcomes[ids["broken"]].state == "failed"
@@ -143,7 +151,7 @@ def test_concurrent_launches_run_each_job_once(launcher: Any, tmp_path: Path, ml
     starts = [e["job"] for e in _trace(trace) if e["event"] == "start"]
     assert sorted(starts) == sorted(j.id for j in plan)  # each job started exactly once
     for report in reports:
-        assert {o.state for o in report.outcomes.values()} == {"done"}
+        assert {o.state for o in report.outcomes.values()} == {"done"}, [o.error for o in report.outcomes.values()]
 
 
 def test_multi_rank_job_starts_its_ranks(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:

@@ -64,7 +64,7 @@ def test_concurrent_launches_log_each_job_once_to_a_server(mlflow_server: str, t
         if run.data.tags["sweep_job_id"] != plan.jobs[-1].id:
             steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, "probe/step")]
             assert sorted(steps) == list(range(STEPS))  # every step logged once
-    flaky_id = next(j.id for j in plan if j.spec["name"] == "flaky")
+    flaky_id = next(j.id for j in plan if j.spec.name == "flaky")
     flaky = next(r for r in jobs if r.data.tags["sweep_job_id"] == flaky_id)
     assert flaky.data.metrics["probe/attempt"] == 2.0  # the retry reopened the same run
     for run in runs:

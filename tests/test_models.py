@@ -9,9 +9,10 @@ from torch import nn
 from sweep.models.compressors.base import Compressor
 from sweep.models.vision import MiniViT
 from sweep.models.vlm import VLM, build_llm, build_vlm, llm_forward_flops, non_embedding_params
+from sweep.specs.models import CompressorEntry, MiniLLM
 
-LLM = {"name": "t", "kind": "tiny_qwen2", "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
-AVGPOOL = {"name": "avgpool", "_target_": "sweep.models.compressors.avgpool.AvgPool"}
+LLM = MiniLLM(name="t", hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+AVGPOOL = CompressorEntry.parse({"name": "avgpool", "_target_": "avgpool"}, "compressor.avgpool")
 VOCAB = 20
 
 
@@ -94,5 +95,6 @@ def test_parameter_counts_and_flops() -> None:
     assert non_embedding_params(llm) == total - VOCAB * 32  # tied embeddings counted once
     n = non_embedding_params(llm)
     assert llm_forward_flops(llm, 10) > 2 * n * 10  # attention comes on top of 2 N T
-    with pytest.raises(ValueError, match="tiny_qwen2"):
-        build_llm({**LLM, "kind": "hf"}, VOCAB)
+    assert LLM.params() == n  # the plan's cost estimate counts what the job builds
+    gqa = MiniLLM(name="g", hidden_size=32, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=48)
+    assert gqa.params() == non_embedding_params(build_llm(gqa, VOCAB))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sweep.config import compose, resolved, with_default_grid
+from sweep.cli import load
+from sweep.config import with_default_grid
 from sweep.errors import SweepError
 from sweep.ids import canonical_json, content_hash, job_id
-from sweep.plan import build_plan
 
 
 def plan_for(*overrides: str):
-    return build_plan(resolved(compose(list(overrides))))
+    return load(list(overrides))[1]
 
 
 def test_default_grid_is_mini_and_plus_grid_selects():
@@ -27,17 +27,19 @@ def test_mini_grid_expansion():
     assert [c.name for c in plan.cells][:2] == ["xs-v1-avgpool-s0", "xs-v1-avgpool-s1"]
     kinds = [j.kind for j in plan]
     assert kinds.count("features") == 1 and kinds.count("train") == 8 and kinds.count("eval") == 8
+    assert {j.role for j in plan} == {"features", "train", "eval"}
 
 
 def test_paper_grid_has_two_stages_and_heldout():
     plan = plan_for("+grid=paper")
     assert len(plan.cells) == 5 * 7  # Qwen-1.5 0.5B..14B x V in {1..576}
-    assert {j.kind for j in plan} == {"train", "eval"}
-    assert sum(j.kind == "train" for j in plan) == 2 * len(plan.cells)
+    assert {j.kind for j in plan} == {"hf_train", "bench_eval"}  # the planner picks the Hugging Face bodies
+    assert {j.role for j in plan} == {"train", "eval"}
+    assert sum(j.role == "train" for j in plan) == 2 * len(plan.cells)
     held = {c.llm for c in plan.cells if c.heldout}
     assert held == {"qwen15-14b"}
     assert all(j.gpu_hours > 0 for j in plan)
-    big, small = (max(j.gpu_hours for j in plan if j.cell.llm == m and j.kind == "train") for m in ("qwen15-7b", "qwen15-0p5b"))
+    big, small = (max(j.gpu_hours for j in plan if j.cell.llm == m and j.role == "train") for m in ("qwen15-7b", "qwen15-0p5b"))
     assert big > 5 * small
 
 
@@ -47,10 +49,10 @@ def test_dag_order_every_job_after_its_upstream():
     for job in plan:
         assert set(job.deps) <= seen, job.id
         seen.add(job.id)
-    eval_job = next(j for j in plan if j.kind == "eval")
+    eval_job = next(j for j in plan if j.role == "eval")
     train2 = plan.get(eval_job.upstream["train"])
-    assert train2.spec["stage"]["name"] == "stage2"
-    assert plan.get(train2.upstream["train"]).spec["stage"]["name"] == "stage1"
+    assert train2.spec.stage.name == "stage2"
+    assert plan.get(train2.upstream["train"]).spec.stage.name == "stage1"
 
 
 def test_id_ignores_key_order_and_tracks_semantics():
@@ -80,9 +82,9 @@ def test_ids_ignore_launcher_resources_and_paths_but_not_semantics():
     ("grid.visual_tokens=[]", "grid.visual_tokens"),
     ("grid.visual_tokens=[0]", "grid.visual_tokens"),
     ("grid.seeds=[]", "grid.seeds"),
-    ("train.stages.0.steps=0", "train.stages[0] (train).steps"),
-    ("train.stages.0.lr=-1", "train.stages[0] (train).lr"),
-    ("train.stages.0.batch_size=0", "train.stages[0] (train).batch_size"),
+    ("train.stages.0.steps=0", "train.stages.0.steps"),
+    ("train.stages.0.lr=-1", "train.stages.0.lr"),
+    ("train.stages.0.batch_size=0", "train.stages.0.batch_size"),
     ("grid.heldout_llm=[l]", "grid.heldout_llm"),
     ("launcher=nosuch", "overrides"),
 ])
@@ -102,19 +104,20 @@ def test_data_roots_reach_the_jobs_but_not_the_ids():
     a = plan_for("+grid=paper", "data.root=/data/a", "eval.root=/eval/a")
     b = plan_for("+grid=paper", "data.root=/data/b", "eval.root=/eval/b")
     assert [j.id for j in a] == [j.id for j in b]
-    job = next(j for j in b if j.kind == "eval")
-    assert job.spec["data"]["root"] == "/data/b" and job.spec["eval"]["root"] == "/eval/b"
+    train = next(j for j in b if j.role == "train")
+    assert train.spec.data.root == "/data/b"
+    assert all(r.root.startswith("/eval/b/") for r in next(j for j in b if j.role == "eval").spec.benchmarks)
 
 
 def test_how_a_stage_is_spread_over_gpus_is_not_part_of_its_id():
     a = plan_for("+grid=paper")
     b = plan_for("+grid=paper", "train.stages.1.parallel=ddp", "train.stages.1.gradient_checkpointing=false",
-                 "+train.stages.1.micro_batch_size=2")
+                 "+train.stages.1.micro_batch_size=2", "train.stages.1.loader_workers=0")
     c = plan_for("+grid=paper", "train.stages.1.lr=1e-5")
     assert [j.id for j in a] == [j.id for j in b]
-    assert next(j for j in b if j.kind == "train" and j.spec["stage_index"] == 1).spec["stage"]["parallel"] == "ddp"
-    assert [j.id for j in a if j.kind == "train" and j.spec["stage_index"] == 1] != \
-           [j.id for j in c if j.kind == "train" and j.spec["stage_index"] == 1]
+    assert next(j for j in b if j.role == "train" and j.spec.stage_index == 1).spec.stage.parallel == "ddp"
+    assert [j.id for j in a if j.role == "train" and j.spec.stage_index == 1] != \
+           [j.id for j in c if j.role == "train" and j.spec.stage_index == 1]
 
 
 def test_measured_mfu_from_bench_gpu_replaces_the_assumed_one(tmp_path):
@@ -125,7 +128,7 @@ def test_measured_mfu_from_bench_gpu_replaces_the_assumed_one(tmp_path):
                                                             for v, m in ((1, 0.1), (16, 0.175), (144, 0.3))]}))
     assumed, measured = plan_for("+grid=paper"), plan_for("+grid=paper", f"cost.measured={bench}")
     for a, m in zip(assumed, measured):
-        hit = a.kind == "train" and a.cell.llm == "qwen15-0p5b"
+        hit = a.role == "train" and a.cell.llm == "qwen15-0p5b"
         assert m.mfu_measured == hit
         # median MFU 0.175 = half the assumed 0.35: twice the GPU-hours
         assert m.gpu_hours == pytest.approx(a.gpu_hours * (2.0 if hit else 1.0))

@@ -18,25 +18,24 @@ import pytest
 
 from helpers import Recorder, make_runtime, probe_plan
 from launchers.ray import GIB, RayConfig, RayLauncher, session
-from sweep.config import compose, resolved
+from sweep.cli import load
 from sweep.errors import SweepError
-from sweep.plan import build_plan
 
 pytest_plugins = ["harness.ray_head"]
 
 
 def test_resource_classes_map_to_ray_requests() -> None:
-    plan = build_plan(resolved(compose(["+grid=paper"])))
+    plan = load(["+grid=paper"])[1]
     launcher = RayLauncher({"name": "ray", "classes": {"gpu4": {"mem_gb": 100}}})
     by_class = {j.resource_class: launcher.resources(j) for j in plan}
     assert by_class["gpu8"] == {"CPU": 64.0, "GPU": 8.0, "memory": 512 * GIB}
     assert by_class["gpu4"] == {"CPU": 32.0, "GPU": 4.0, "memory": 100 * GIB}  # the launcher's override wins
-    mini = build_plan(resolved(compose([])))
+    mini = load([])[1]
     assert {launcher.resources(j)["GPU"] for j in mini} == {0.0}
 
 
 def test_embedded_ray_refuses_gpu_jobs_on_a_cpu_machine_before_starting() -> None:
-    plan = build_plan(resolved(compose(["+grid=paper"])))
+    plan = load(["+grid=paper"])[1]
     with pytest.raises(SweepError, match="GPU"):
         RayLauncher({"name": "ray", "num_gpus": 0}).check(plan, [j.id for j in plan])
 

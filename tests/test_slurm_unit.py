@@ -29,10 +29,9 @@ from launchers.slurm import SlurmLauncher
 from launchers.slurm_arrays import plan_arrays
 from launchers.slurm_entry import JobNotDone, SlurmEntry
 from launchers.slurm_queue import parse_states
-from sweep.config import compose, resolved
 from sweep.display import status_label
+from sweep.cli import load
 from sweep.errors import SweepError
-from sweep.plan import build_plan
 from sweep.store import BackendState, JobState, Store
 
 FAKE = {
@@ -86,7 +85,7 @@ def _flag(script: str, name: str) -> str | None:
 
 
 def mini(*overrides: str):
-    return build_plan(resolved(compose(["grid.llm=[xs,s]", "grid.visual_tokens=[1,4,16]", *overrides])))
+    return load(["grid.llm=[xs,s]", "grid.visual_tokens=[1,4,16]", *overrides])[1]
 
 
 # ---- arrays -------------------------------------------------------------------------------
@@ -114,12 +113,12 @@ def test_rerun_with_trained_cells_submits_an_eval_only_array_without_dependencie
 
 
 def test_paper_plan_arrays_per_resource_class_split_at_max_array_size() -> None:
-    plan = build_plan(resolved(compose(["+grid=paper"])))
+    plan = load(["+grid=paper"])[1]
     arrays = plan_arrays(plan, [j.id for j in plan], (), max_array_size=8)
     assert all(len(a.jobs) <= 8 for a in arrays)
     for a in arrays:
         assert {plan.get(j).resource_class for j in a.jobs} == {a.resource_class}
-        assert {plan.get(j).kind for j in a.jobs} == {a.label.split(":")[0]}
+        assert {plan.get(j).role for j in a.jobs} == {a.label.split(":")[0]}
     by_key = {a.key: a for a in arrays}
     order = [a.key for a in arrays]
     for a in arrays:
@@ -133,9 +132,9 @@ def test_paper_plan_arrays_per_resource_class_split_at_max_array_size() -> None:
 
 def test_general_dag_uses_afterok_on_the_arrays_it_needs() -> None:
     plan = probe_plan({"a": ((), {}), "b": (("a",), {}), "c": (("a",), {}), "d": (("b", "c"), {})})
-    ids = {j.spec["name"]: j.id for j in plan}
+    ids = {j.spec.name: j.id for j in plan}
     arrays = plan_arrays(plan, list(ids.values()), (), max_array_size=10)
-    shape = [(sorted(plan.get(j).spec["name"] for j in a.jobs), sorted(plan.get(d).spec["name"] for d in a.after_ok)) for a in arrays]
+    shape = [(sorted(plan.get(j).spec.name for j in a.jobs), sorted(plan.get(d).spec.name for d in a.after_ok)) for a in arrays]
     assert shape == [(["a"], []), (["b", "c"], ["a"]), (["d"], ["b", "c"])]
 
 

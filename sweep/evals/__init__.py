@@ -13,14 +13,14 @@ release from a local folder (layouts in each module's docstring).
 
 from sweep.evals.benchmarks.base import Benchmark, EvalItem
 from sweep.evals.families import family_errors
-from sweep.evals.registry import benchmark_class, benchmark_names, build_benchmark, register
+from sweep.evals.registry import BENCHMARKS, benchmark_class, benchmark_names, build_benchmark
 
 __all__ = [
+    "BENCHMARKS",
     "Benchmark",
     "EvalItem",
     "benchmark_class",
     "benchmark_names",
     "build_benchmark",
     "family_errors",
-    "register",
 ]

@@ -6,21 +6,22 @@
 
 A benchmark module is imported only when it is asked for, so listing names costs
 nothing. An unknown name is a ``SweepError`` that suggests the close names. Add a
-benchmark by writing a ``Benchmark`` subclass and calling ``register(name, target)``
-(or adding it to ``BENCHMARKS``).
+benchmark by writing a ``Benchmark`` subclass and adding it to ``BENCHMARKS``.
+The plan checks every name and option against this registry
+(``sweep.specs.data``), so a typo fails there, not inside an eval job.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any
 
-from sweep.errors import SweepError, close_names
+from sweep.errors import SweepError
 from sweep.evals.benchmarks.base import Benchmark
+from sweep.registry import Registry
 
-BENCHMARKS: dict[str, str] = {
+BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark", {
     "ai2d": "sweep.evals.benchmarks.ai2d:AI2D",
     "chartqa": "sweep.evals.benchmarks.chartqa:ChartQA",
     "docvqa": "sweep.evals.benchmarks.docvqa:DocVQA",
@@ -33,38 +34,17 @@ BENCHMARKS: dict[str, str] = {
     "pope": "sweep.evals.benchmarks.pope:POPE",
     "scienceqa_img": "sweep.evals.benchmarks.scienceqa:ScienceQAImg",
     "textvqa": "sweep.evals.benchmarks.textvqa:TextVQA",
-}
+}, field="eval.families", base=Benchmark)
 
 
 def benchmark_names() -> list[str]:
     """The registered benchmark names, sorted."""
-    return sorted(BENCHMARKS)
-
-
-def register(name: str, target: str) -> None:
-    """Register ``"module:Class"`` under ``name``; re-registering a name is an error."""
-    if ":" not in target:
-        raise SweepError(
-            f"benchmark {name}", f"target {target!r} is not 'module:Class'", "write it as 'package.module:Class'"
-        )
-    if name in BENCHMARKS and BENCHMARKS[name] != target:
-        raise SweepError(f"benchmark {name}", f"is already registered as {BENCHMARKS[name]}", "pick another name")
-    BENCHMARKS[name] = target
+    return BENCHMARKS.names()
 
 
 def benchmark_class(name: str) -> type[Benchmark]:
     """The class registered under ``name``, imported now."""
-    if name not in BENCHMARKS:
-        raise SweepError(
-            "eval.benchmarks",
-            f"unknown benchmark {name!r}.{close_names(name, BENCHMARKS)}",
-            f"use one of {benchmark_names()}",
-        )
-    module, _, attr = BENCHMARKS[name].partition(":")
-    cls = getattr(importlib.import_module(module), attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, Benchmark)):
-        raise SweepError(f"benchmark {name}", f"{BENCHMARKS[name]} is not a Benchmark class", "fix the registry entry")
-    return cls
+    return BENCHMARKS.load(name)
 
 
 def build_benchmark(name: str, root: str | Path, **options: Any) -> Benchmark:

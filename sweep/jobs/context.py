@@ -42,7 +42,7 @@ class JobContext:
 
     job_id: str
     kind: str
-    spec: Mapping[str, Any]
+    spec: Any  # the job kind's typed spec (sweep.specs.jobs)
     workdir: Path
     upstream: Mapping[str, Path] = field(default_factory=dict)
     log_metrics: Callable[[Mapping[str, float], int | None], None] = _drop_metrics
@@ -66,15 +66,25 @@ class JobContext:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: readers never see half a file."""
+    """torch.save to a temp file in the same folder, fsync, then rename: a file under ``path`` is always whole."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

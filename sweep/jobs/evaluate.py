@@ -1,8 +1,8 @@
 """The ``eval`` job: greedy exact-match accuracy of a trained cell on the synthetic test split.
 
-Spec keys: ``eval`` (conf/eval/mini.yaml), ``cell``, ``llm``, ``compressor``,
-``vision``, ``data``. Upstream: ``train`` (the final stage's folder) and
-``features``. Metric names are read by the scaling fitter, keep them:
+Spec: ``SyntheticEvalSpec`` (cell, llm, compressor, eval). Upstream: ``train`` (the
+final stage's folder) and ``features``. Metric names are read by the scaling
+fitter, keep them (the shared ones come from ``sweep.jobs.eval_flow``):
 
 * ``acc/<family>/<qtype>``  accuracy per question type
 * ``error/<family>``        1 - mean accuracy over the family's question types
@@ -25,6 +25,8 @@ from sweep.jobs.context import JobContext
 if TYPE_CHECKING:
     import torch
 
+    from sweep.specs.jobs import SyntheticEvalSpec
+
 
 def select_questions(qtype: torch.Tensor, n_types: int, max_questions: int) -> torch.Tensor:
     """Up to ``max_questions`` test questions, the same number of each type, in split order."""
@@ -38,24 +40,18 @@ def select_questions(qtype: torch.Tensor, n_types: int, max_questions: int) -> t
 
 
 def run(ctx: JobContext) -> dict[str, float]:
-    """Evaluate (``hf`` LLMs go to ``hf_eval``); returns accuracy, error, size, token and FLOP metrics."""
+    """Evaluate on the synthetic test split; returns accuracy, error, size, token and FLOP metrics."""
     import torch
 
     from sweep.jobs import common
+    from sweep.jobs.eval_flow import cell_metrics
     from sweep.jobs.train import build_cell_model, make_batch, model_path
     from sweep.models.vlm import llm_forward_flops, non_embedding_params
 
-    if ctx.spec["llm"].get("kind") == "hf":
-        from sweep.jobs import hf_eval
-
-        return hf_eval.run(ctx)
     if not ctx.world.leader:  # one process evaluates
         return {}
     t0 = time.perf_counter()
-    spec = dict(ctx.spec)
-    conf = dict(common.spec_get(spec, "eval", "eval"))
-    if conf.get("kind", "synthetic") != "synthetic":
-        raise ValueError(f"eval.kind={conf.get('kind')!r}: this job evaluates on the synthetic test split only")
+    spec: SyntheticEvalSpec = ctx.spec
     cache, meta = common.load_cache(ctx.upstream_dir("features"), "test")
     pad_id, eos_id = int(meta["pad"]), int(meta["eos"])
 
@@ -64,8 +60,8 @@ def run(ctx: JobContext) -> dict[str, float]:
     model.eval()
 
     qtypes: list[str] = list(meta["qtypes"])
-    chosen = select_questions(cache.qtype, len(qtypes), int(conf.get("max_questions", 0) or 0))
-    batch_size = int(conf.get("batch_size", 250))
+    chosen = select_questions(cache.qtype, len(qtypes), spec.eval.max_questions)
+    batch_size = spec.eval.batch_size
     correct = torch.zeros(len(chosen), dtype=torch.bool)
     q_tokens = 0
     t1 = time.perf_counter()
@@ -80,43 +76,27 @@ def run(ctx: JobContext) -> dict[str, float]:
         q_tokens += int(batch["q_mask"].sum())
     seconds = time.perf_counter() - t1
 
-    metrics: dict[str, float] = {}
     types = cache.qtype[chosen]
-    for family, family_types in meta["families"].items():
-        accs = []
-        for name in family_types:
-            sel = types == qtypes.index(name)
-            if bool(sel.any()):
-                acc = float(correct[sel].float().mean())
-                metrics[f"acc/{family}/{name}"] = acc
-                accs.append(acc)
-        if accs:
-            metrics[f"error/{family}"] = 1.0 - sum(accs) / len(accs)
-
-    n = non_embedding_params(model.llm)
-    v = model.visual_tokens
+    scores = {name: float(correct[types == k].float().mean()) for k, name in enumerate(qtypes) if bool((types == k).any())}
+    families = {family: [t for t in members if t in scores] for family, members in meta["families"].items()}
+    n, v = non_embedding_params(model.llm), model.visual_tokens
     q = q_tokens / max(1, len(chosen))
+    metrics = {f"acc/{family}/{t}": scores[t] for family, members in families.items() for t in members}
+    metrics.update(cell_metrics(scores, {f: m for f, m in families.items() if m}, n=n, v=v, q=q,
+                                questions=len(chosen), t0=t0))
     prefill = llm_forward_flops(model.llm, q + v)
     question_pass = llm_forward_flops(model.llm, q) if model.compressor.needs_question else 0.0
     projector = 2.0 * sum(p.numel() for p in model.projector.parameters()) * v
     vision = float(meta["flops_vision"])
     compressor = float(model.compressor.flops())
-    metrics.update(
-        {
-            "N": float(n),
-            "N_total": float(sum(p.numel() for p in model.llm.parameters())),
-            "V": float(v),
-            "Q": q,
-            "flops/inference": 2.0 * n * (q + v),
-            "flops/vision": vision,
-            "flops/compressor": compressor,
-            "flops/projector": projector,
-            "flops/llm_prefill": prefill,
-            "flops/question_pass": question_pass,
-            "flops/total": vision + compressor + projector + prefill + question_pass,
-            "eval/questions": float(len(chosen)),
-            "eval/questions_per_s": len(chosen) / seconds if seconds > 0 else 0.0,
-            "eval/seconds": time.perf_counter() - t0,
-        }
-    )
+    metrics.update({
+        "N_total": float(sum(p.numel() for p in model.llm.parameters())),
+        "flops/vision": vision,
+        "flops/compressor": compressor,
+        "flops/projector": projector,
+        "flops/llm_prefill": prefill,
+        "flops/question_pass": question_pass,
+        "flops/total": vision + compressor + projector + prefill + question_pass,
+        "eval/questions_per_s": len(chosen) / seconds if seconds > 0 else 0.0,
+    })
     return metrics

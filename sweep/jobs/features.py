@@ -9,7 +9,8 @@ One such job is upstream of every train/eval job of a mini study. It writes into
 * ``meta.json``       vocabulary, families, question types, grid and feature widths,
                       the tower's FLOPs per image and its test patch accuracy
 
-The tower is pretrained to predict each patch's shape, colour and letter (three
+Spec: ``FeaturesSpec`` (vision: the mini tower and its pretraining, data: the
+synthetic generator's settings). The tower is pretrained to predict each patch's shape, colour and letter (three
 heads); about 300 steps reach ~1.0 accuracy on foreground patches. Features are
 standardised per channel with train-split statistics before caching (see
 ``_encode``: without it the LLMs learn nothing from them). With the default
@@ -21,9 +22,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.jobs.context import JobContext
+
+if TYPE_CHECKING:
+    from sweep.specs.jobs import FeaturesSpec
+    from sweep.specs.train import Pretrain
 
 
 def run(ctx: JobContext) -> dict[str, float]:
@@ -37,31 +42,21 @@ def run(ctx: JobContext) -> dict[str, float]:
         return {}
 
     t0 = time.perf_counter()
-    vision, data = dict(ctx.spec["vision"]), dict(ctx.spec["data"])
-    if data.get("kind", "synthetic") != "synthetic":
-        raise ValueError(f"data.kind={data.get('kind')!r}: the features job only makes the synthetic data set")
-    image_size = data.get("image_size", vision["image_size"])
-    if image_size != vision["image_size"]:
-        raise ValueError(f"data.image_size={image_size} differs from vision.image_size={vision['image_size']}")
-    if vision["patch_size"] != syn.CELL:
-        raise ValueError(
-            f"vision.patch_size must be {syn.CELL} (one synthetic cell per patch), got {vision['patch_size']}"
-        )
-
-    seed = int(data["seed"])
-    train = syn.generate_split(seed, "train", int(data["train_images"]), image_size)
-    test = syn.generate_split(seed, "test", int(data["test_images"]), image_size)
+    spec: FeaturesSpec = ctx.spec
+    vision, data = spec.vision, spec.data
+    seed = data.seed
+    train = syn.generate_split(seed, "train", data.train_images, data.image_size)
+    test = syn.generate_split(seed, "test", data.test_images, data.image_size)
     t_data = time.perf_counter() - t0
 
     common.set_seed(seed)
     tower = build_vision(vision, syn.FACTOR_SIZES)
-    pre = dict(vision.get("pretrain", {}))
     t1 = time.perf_counter()
-    _pretrain(ctx, tower, train, pre, seed)
+    _pretrain(ctx, tower, train, vision.pretrain, seed)
     t_pretrain = time.perf_counter() - t1
 
     tower.eval()
-    layers = [int(x) for x in vision["feature_layers"]]
+    layers = list(vision.feature_layers)
     patch_acc = _patch_accuracy(tower, test)
     t2 = time.perf_counter()
     stats = _feature_stats(tower, train, layers)
@@ -72,7 +67,7 @@ def run(ctx: JobContext) -> dict[str, float]:
         sizes[name] = (ctx.workdir / common.features_file(name)).stat().st_size
     t_extract = time.perf_counter() - t2
 
-    tower_state = {"state_dict": tower.state_dict(), "vision": vision, "head_sizes": list(syn.FACTOR_SIZES)}
+    tower_state = {"state_dict": tower.state_dict(), "vision": vision.to_dict(), "head_sizes": list(syn.FACTOR_SIZES)}
     atomic_save({**tower_state, "feature_stats": stats}, ctx.workdir / common.TOWER_FILE)
     meta: dict[str, Any] = {
         "vocab": list(syn.VOCAB),
@@ -101,40 +96,27 @@ def run(ctx: JobContext) -> dict[str, float]:
     }
 
 
-def _pretrain(ctx: JobContext, tower, split, pre: dict[str, Any], seed: int) -> None:
-    """Dense per-patch classification with AdamW + warmup/cosine; resumable."""
+def _pretrain(ctx: JobContext, tower: Any, split: Any, pre: Pretrain, seed: int) -> None:
+    """Dense per-patch classification on the shared training loop; resumable."""
     import torch
 
     from sweep.data.synthetic import factor_labels
     from sweep.jobs import common
-    from sweep.jobs.context import Preempted
+    from sweep.jobs.loop import Single, TrainLoop
     from sweep.models.vision import factored_loss
 
-    steps, batch_size = int(pre.get("steps", 800)), int(pre.get("batch_size", 128))
     images = torch.from_numpy(split.images)
     labels = torch.from_numpy(factor_labels(split.cell_labels))
-    opt = torch.optim.AdamW(tower.parameters(), lr=float(pre.get("lr", 3e-3)), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, common.lr_lambda(steps, float(pre.get("warmup", 0.05)), "cosine"))
-    state = common.resume(ctx.checkpoint_dir, tower, opt, sched)
-    start = int(state["step"]) if state is not None else 0
-    every = int(pre.get("checkpoint_every", 200))
-    tower.train()
-    for step in range(start, steps):
-        idx = common.batch_indices(len(images), batch_size, step, seed)
+    loop = TrainLoop(ctx, pre, pre.steps, list(tower.parameters()), Single(tower), prefix="vision/pretrain")
+
+    def step(i: int) -> float:
+        idx = common.batch_indices(len(images), pre.batch_size, i, seed)
         loss = factored_loss(tower(images[idx]), labels[idx], tower.head_sizes)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-        done = step + 1
-        if done % 50 == 0 or done == steps:
-            ctx.log_metrics({"vision/pretrain_loss": float(loss.detach())}, done)
-        stop = ctx.stop_requested()
-        if stop or (done % every == 0 and done < steps):
-            state = {"model": tower.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-            common.save_checkpoint(ctx.checkpoint_dir, done, state)
-        if stop and done < steps:
-            raise Preempted(f"features job {ctx.job_id} stopped at pretraining step {done}/{steps}")
+        return float(loss.detach())
+
+    tower.train()
+    loop.run(step)
 
 
 def _patch_accuracy(tower, split, batch_size: int = 500) -> float:

@@ -1,14 +1,11 @@
-"""The ``eval`` job for ``llm.kind: hf`` cells: real benchmarks, greedy answers, official scorers.
+"""The ``bench_eval`` job: real benchmarks, greedy answers, official scorers.
 
-Eval keys (conf/eval/paper.yaml): ``families`` ({family: [benchmark, ...]}),
-``root`` (each benchmark reads ``root/<name>``; not part of the job id, so it
-falls back to ``$SWEEP_EVAL_DATA``), and optionally ``benchmarks`` ({name:
-{root: ..., max_new_tokens: ..., other options for the benchmark class}}),
-``max_items`` (cap per benchmark, 0 = all), ``batch_size`` (default 8),
-``max_new_tokens`` (default 16; a benchmark's own setting wins).
+Spec: ``BenchEvalSpec``: the families and, per benchmark, a ``BenchRun`` the plan
+resolved (its folder, its options, its generation length, its prompt and scorer
+method), plus ``max_items`` (cap per benchmark, 0 = all) and ``batch_size``.
 
 Metrics (the scaling fitter reads ``error/<family>``, ``N``, ``V``, ``Q``,
-``flops/inference``):
+``flops/inference``; the shared ones come from ``sweep.jobs.eval_flow``):
 
 * ``bench/<name>/score`` (headline in [0, 1]) and ``bench/<name>/<sub-score>``
 * ``error/<family>`` = 1 - mean headline score (``families.family_errors``)
@@ -26,17 +23,15 @@ answers gathered on the leader, and the leader scores, writes and times the pref
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.jobs.context import JobContext
 
-
-def eval_root(conf: dict[str, Any]) -> Path:
-    return Path(str(conf.get("root") or os.environ.get("SWEEP_EVAL_DATA", "/data/eval"))).expanduser()
+if TYPE_CHECKING:
+    from sweep.specs.jobs import BenchEvalSpec
 
 
 def _prefill_ms(vlm: Any, ids: Any, image: Any, repeats: int = 3) -> float:
@@ -62,25 +57,20 @@ def run(ctx: JobContext) -> dict[str, float]:
     """Evaluate every benchmark of the eval families; returns score, error, size, FLOP and latency metrics."""
     import torch
 
-    from sweep.evals import build_benchmark, family_errors
-    from sweep.jobs import common
-    from sweep.models.hf_vlm import build_hf_vlm, prompt_ids
-
     from sweep import distributed
+    from sweep.evals import build_benchmark
+    from sweep.jobs import common
+    from sweep.jobs.eval_flow import cell_metrics
+    from sweep.models.hf_vlm import build_hf_vlm, prompt_ids
 
     t0 = time.perf_counter()
     world = ctx.world
-    spec = dict(ctx.spec)
-    conf = dict(common.spec_get(spec, "eval", "eval"))
-    families = {str(k): list(v) for k, v in dict(conf["families"]).items()}
-    options = {str(k): dict(v) for k, v in dict(conf.get("benchmarks") or {}).items()}
-    max_items, batch_size = int(conf.get("max_items", 0) or 0), max(1, int(conf.get("batch_size", 8)))
-    max_new = int(conf.get("max_new_tokens", 16))
+    spec: BenchEvalSpec = ctx.spec
     device = torch.device(ctx.device if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
-    common.set_seed(int(spec["cell"].get("seed", 0)))
-    vlm = build_hf_vlm(spec)
+    common.set_seed(spec.cell.seed)
+    vlm = build_hf_vlm(spec.llm, spec.compressor, spec.vision, spec.cell.visual_tokens)
     vlm.load_weights(torch.load(ctx.upstream_dir("train") / common.MODEL_FILE, weights_only=True))
     vlm.to(device=device, dtype=dtype).eval()
 
@@ -89,12 +79,12 @@ def run(ctx: JobContext) -> dict[str, float]:
     metrics: dict[str, float] = {}
     scores: dict[str, float] = {}
     prompt_tokens, n_prompts, sample = 0, 0, None
-    for name in dict.fromkeys(b for members in families.values() for b in members):
-        opts = dict(options.get(name, {}))
-        bench_new = int(opts.pop("max_new_tokens", max_new))
-        bench = build_benchmark(name, Path(str(opts.pop("root", eval_root(conf) / name))).expanduser(), **opts)
+    batch_size = spec.batch_size
+    for run_spec in spec.benchmarks:
+        name = run_spec.name
+        bench = build_benchmark(name, Path(run_spec.root).expanduser(), **run_spec.options)
         items = bench.load()
-        items = items[:max_items] if max_items > 0 else items
+        items = items[: spec.max_items] if spec.max_items > 0 else items
         preds: dict[str, str] = {}
         # Batch b goes to rank b % world_size: the batches (and so the answers) are those of one process.
         for i in range(world.rank * batch_size, len(items), batch_size * world.world_size):
@@ -105,7 +95,7 @@ def run(ctx: JobContext) -> dict[str, float]:
             n_prompts += len(ids)
             if sample is None:
                 sample = (ids[0], images[0])
-            for it, text in zip(chunk, vlm.generate(ids, images, bench_new)):
+            for it, text in zip(chunk, vlm.generate(ids, images, run_spec.max_new_tokens)):
                 preds[it.id] = text
         preds = distributed.merged(preds)
         if not world.leader:
@@ -120,16 +110,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     prompt_tokens, n_prompts = int(distributed.total(prompt_tokens)), int(distributed.total(n_prompts))
     if not world.leader:
         return {}
-    metrics.update({f"error/{fam}": err for fam, err in family_errors(scores, families).items()})
-    n, v = vlm.n_params, vlm.visual_tokens
-    q = prompt_tokens / max(1, n_prompts)
-    metrics.update({
-        "N": float(n),
-        "V": float(v),
-        "Q": q,
-        "flops/inference": 2.0 * n * (q + v),
-        "latency/prefill_ms": _prefill_ms(vlm, *sample) if sample is not None else 0.0,
-        "eval/questions": float(n_prompts),
-        "eval/seconds": time.perf_counter() - t0,
-    })
+    metrics.update(cell_metrics(scores, spec.families, n=vlm.n_params, v=vlm.visual_tokens,
+                                q=prompt_tokens / max(1, n_prompts), questions=n_prompts, t0=t0))
+    metrics["latency/prefill_ms"] = _prefill_ms(vlm, *sample) if sample is not None else 0.0
     return metrics

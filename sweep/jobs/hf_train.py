@@ -1,30 +1,26 @@
-"""The ``train`` job for ``llm.kind: hf`` cells: one LLaVA stage of a CLIP -> compressor -> Qwen VLM.
+"""The ``hf_train`` job: one LLaVA stage of a CLIP -> compressor -> Hugging Face LLM VLM.
 
-Stage keys (``spec["stage"]``, conf/train/paper.yaml): ``data`` (stage1|stage2,
-resolved in ``spec["data"]``), ``epochs``, ``global_batch_size``, ``lr``,
-``weight_decay``, ``warmup``, ``schedule``, ``trainable`` (connector: stage 1 on
-plain captions; all: stage 2 on chat conversations), ``precision``,
-``checkpoint_every``, ``log_every``, and optionally ``micro_batch_size``
-(per rank, default 4), ``loader_workers`` (data-loader processes per rank that
-open, decode and preprocess the images ahead of the step; default 0 = in the
-training loop; capped at this process's CPUs - 1), ``max_length`` (default
-2048), ``grad_clip``, ``style``,
-``gradient_checkpointing`` (recompute the LLM's activations in the backward pass
-when it trains; default false), ``parallel`` (auto|ddp|fsdp, ``sweep.jobs.parallel``).
+Spec: ``HFTrainSpec`` (cell, llm, compressor, vision, data, stage: a
+``LlavaStage``, stage_index). Stage 1 (``trainable: connector``) trains the
+compressor and projector on plain captions with the LLM frozen; stage 2
+(``trainable: all``) trains everything on chat conversations, loss on the
+assistant turns only. The loop is the shared one (``sweep.jobs.loop``); the
+global batch is reached by gradient accumulation over micro batches, and each
+optimizer step's samples are a pure function of (seed, step)
+(``common.batch_indices``), so a resumed run sees the batches an uninterrupted
+one would. ``loader_workers`` processes per rank open, decode and preprocess the
+next micro batches' images ahead of the step, in the same order.
 
-The data root is not part of a job id (``plan.NON_SEMANTIC_KEYS``), so it is read
-here from ``spec["data"]["root"]`` if present, else ``$SWEEP_DATA`` (what
-conf/data/llava.yaml defaults to). The global batch is reached by gradient
-accumulation over micro batches; each optimizer step's samples are a pure
-function of (seed, step) (``common.batch_indices``), so a resumed run sees the
-batches an uninterrupted one would.
+The data root is not part of a job id, so it is read from ``spec.data.root``
+(which defaults to ``$SWEEP_DATA``).
 
 Several ranks (``ctx.world``, ``sweep.distributed``) train with DDP or FSDP
 (``sweep.jobs.parallel``): each step's global batch is cut into one contiguous
 slice per rank and each rank accumulates its slice's micro batches (gradients
 cross ranks on the last one), so the update equals the single-process one on the
-same global batch. The global batch must divide by the number of ranks. Only the
-leader logs and writes files; the loss it logs is the mean over ranks.
+same global batch. The global batch must divide by the number of ranks (the
+launcher checks it before submitting). Only the leader logs and writes files;
+the loss it logs is the mean over ranks.
 
 Writes ``model.pt``: ``{"connector": ..., "llm": ... or None}`` (full tensors,
 whatever the strategy); the LLM is saved once some stage so far has trained it.
@@ -38,15 +34,14 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.jobs.context import JobContext
 
-DEFAULT_MICRO_BATCH = 4
+if TYPE_CHECKING:
+    from sweep.specs.jobs import HFTrainSpec
+    from sweep.specs.train import LlavaStage
 
-
-def data_root(spec: dict[str, Any]) -> Path:
-    return Path(str(spec["data"].get("root") or os.environ.get("SWEEP_DATA", "/data/llava"))).expanduser()
 
 
 class MicroBatches:
@@ -77,9 +72,9 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def loader_workers(stage: dict[str, Any]) -> int:
+def loader_workers(stage: LlavaStage) -> int:
     """``loader_workers``, leaving the training loop at least one CPU."""
-    return max(0, min(int(stage.get("loader_workers", 0) or 0), _cpus() - 1))
+    return max(0, min(stage.loader_workers, _cpus() - 1))
 
 
 @contextlib.contextmanager
@@ -121,77 +116,56 @@ def run(ctx: JobContext) -> dict[str, float]:
     from sweep.data.llava import LlavaDataset
     from sweep.jobs import common
     from sweep.jobs.context import atomic_save
+    from sweep.jobs.loop import TrainLoop
     from sweep.jobs.parallel import Parallel, resolve
     from sweep.models.hf_vlm import build_hf_vlm
 
     t0 = time.perf_counter()
-    spec = dict(ctx.spec)
-    stage, cell = dict(common.spec_get(spec, "stage", "train")), dict(common.spec_get(spec, "cell", "train"))
-    seed, stage_index = int(cell.get("seed", 0)), int(spec.get("stage_index", 0))
-    trainable = str(stage.get("trainable", "all"))
+    spec: HFTrainSpec = ctx.spec
+    stage, seed = spec.stage, spec.cell.seed
     device = torch.device(ctx.device if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     world = ctx.world
 
     common.set_seed(seed)
-    vlm = build_hf_vlm(spec)
-    llm_trained = trainable == "all"
+    vlm = build_hf_vlm(spec.llm, spec.compressor, spec.vision, spec.cell.visual_tokens)
+    llm_trained = stage.trainable == "all"
     if "train" in ctx.upstream:
         previous = torch.load(ctx.upstream_dir("train") / common.MODEL_FILE, weights_only=True)
         vlm.load_weights(previous)
         llm_trained = llm_trained or previous.get("llm") is not None
     vlm.to(device)
-    vlm.set_trainable(trainable)
-    if bool(stage.get("gradient_checkpointing", False)) and llm_trained and trainable == "all":
+    vlm.set_trainable(stage.trainable)
+    if stage.gradient_checkpointing and stage.trainable == "all":
         _recompute_activations(vlm.llm)
-    par = Parallel(vlm, world, device, resolve(str(stage.get("parallel", "auto")), world, trainable == "all"))
+    par = Parallel(vlm, world, device, resolve(stage.parallel, world, stage.trainable == "all"), save_llm=llm_trained)
     params = [p for p in vlm.parameters() if p.requires_grad]  # FSDP replaced them with sharded ones
 
-    paths = dict(spec["data"][stage["data"]])
-    root = data_root(spec)
-    style = str(stage.get("style", "plain" if trainable == "connector" else "chat"))
+    files = getattr(spec.data, stage.data)
+    root = Path(spec.data.root).expanduser()
     workers = loader_workers(stage)
-    ds = LlavaDataset(root / paths["json"], root / paths["images"], vlm.tokenizer, style=style,  # type: ignore[arg-type]
-                      max_length=int(stage.get("max_length", 2048)), visual_tokens=vlm.visual_tokens,
+    ds = LlavaDataset(root / files.json, root / files.images, vlm.tokenizer, style=stage.text_style,  # type: ignore[arg-type]
+                      max_length=stage.max_length, visual_tokens=vlm.visual_tokens,
                       image_transform=vlm.image_transform() if workers else None)
-    global_batch = int(stage["global_batch_size"])
+    global_batch = stage.global_batch_size
     if global_batch % world.world_size:
-        raise ValueError(f"train stage {stage.get('name')!r}: global_batch_size={global_batch} does not divide by the "
+        raise ValueError(f"train stage {stage.name!r}: global_batch_size={global_batch} does not divide by the "
                          f"job's {world.world_size} ranks; pick a multiple of {world.world_size}")
     per_rank = global_batch // world.world_size
-    micro = max(1, min(int(stage.get("micro_batch_size", DEFAULT_MICRO_BATCH)), per_rank))
-    steps = max(1, math.ceil(float(stage.get("epochs", 1)) * len(ds) / global_batch))
+    micro = max(1, min(stage.micro_batch_size, per_rank))
+    steps = max(1, math.ceil(stage.epochs * len(ds) / global_batch))
+    loop = TrainLoop(ctx, stage, steps, params, par)
 
-    opt = torch.optim.AdamW(params, lr=float(stage["lr"]), weight_decay=float(stage.get("weight_decay", 0.0)))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, common.lr_lambda(steps, float(stage.get("warmup", 0.0)), str(stage.get("schedule", "cosine"))))
-
-    start, window, tokens = 0, None, 0
-    ckpt = common.latest_checkpoint(ctx.checkpoint_dir)
-    if ckpt is not None:
-        state = common.load_checkpoint(ckpt)
-        par.load(state, opt)
-        sched.load_state_dict(state["scheduler"])
-        start, window = int(state["step"]), list(state["window"])
-
-    def checkpoint(step: int) -> None:
-        weights, optim = par.weights(llm_trained), par.optimizer_state(opt)  # collectives under FSDP: every rank
-        if world.leader:
-            common.save_checkpoint(ctx.checkpoint_dir, step, {"weights": weights, "optimizer": optim,
-                                                              "scheduler": sched.state_dict(), "window": book.window})
-
-    autocast = device.type == "cuda" and str(stage.get("precision", "bf16")) == "bf16"
-    grad_clip = float(stage.get("grad_clip", 1.0) or 0.0)
-    book = common.StepBook(ctx, steps, int(stage.get("log_every", 10)), int(stage.get("checkpoint_every", 0) or 0),
-                           checkpoint, window)
-    data_seed = seed * 1000 + stage_index  # stages of one cell see different orders
+    autocast = device.type == "cuda" and stage.precision == "bf16"
+    data_seed = seed * 1000 + spec.stage_index  # stages of one cell see different orders
+    order = MicroBatches(len(ds), global_batch, world.rank, per_rank, micro, data_seed, loop.start, steps)
+    per_step = order.per_step()
+    tokens = 0
     vlm.train()
     vlm.tower.eval()
-    t1 = time.perf_counter()
-    order = MicroBatches(len(ds), global_batch, world.rank, per_rank, micro, data_seed, start, steps)
-    per_step = order.per_step()
     with micro_batch_stream(ds, order, workers) as batches:
-        for step in range(start, steps):
-            opt.zero_grad(set_to_none=True)
+
+        def step(_: int) -> float:
+            nonlocal tokens
             step_loss = 0.0
             for k in range(per_step):
                 batch = next(batches)
@@ -203,26 +177,23 @@ def run(ctx: JobContext) -> dict[str, float]:
                 step_loss += float(loss.detach()) * share
                 images = sum(img is not None for img in batch["images"])
                 tokens += int(batch["attention_mask"].sum()) + vlm.visual_tokens * images
-            if grad_clip > 0:
-                par.clip(params, grad_clip)
-            opt.step()
-            sched.step()
-            book.after_step(step + 1, distributed.mean(step_loss), sched.get_last_lr()[0])
-    seconds = time.perf_counter() - t1
+            return distributed.mean(step_loss)
+
+        result = loop.run(step)
     tokens = int(distributed.total(tokens))
 
     vlm.eval()
     weights = par.weights(llm_trained)
     if not world.leader or weights is None:
         return {}
-    atomic_save({**weights, "cell": cell, "stage": stage}, ctx.workdir / common.MODEL_FILE)
+    atomic_save({**weights, "cell": spec.cell.to_dict(), "stage": stage.to_dict()}, ctx.workdir / common.MODEL_FILE)
     return {
-        "train/loss_final": book.last,
+        "train/loss_final": result.loss,
         "train/steps": float(steps),
         "train/samples": float(len(ds)),
         "train/seconds": time.perf_counter() - t0,
-        "train/tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-        "train/resumed_from_step": float(start),
+        "train/tokens_per_s": tokens / result.seconds if result.seconds > 0 else 0.0,
+        "train/resumed_from_step": float(result.start),
         "train/params_trainable": float(sum(p.numel() for p in params)),
         "train/ranks": float(world.world_size),
         "train/fsdp": float(par.mode == "fsdp"),

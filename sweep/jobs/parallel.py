@@ -28,13 +28,9 @@ from torch import nn
 
 from sweep.distributed import World
 
-MODES = ("auto", "ddp", "fsdp")
-
 
 def resolve(mode: str, world: World, trains_llm: bool) -> str:
-    """The strategy a stage uses: ``single``, ``ddp`` or ``fsdp``."""
-    if mode not in MODES:
-        raise ValueError(f"train stage parallel={mode!r}: use one of {', '.join(MODES)}")
+    """The strategy a stage uses: ``single``, ``ddp`` or ``fsdp`` (``mode``: auto|ddp|fsdp, checked by the spec)."""
     if not world.distributed:
         return "single"
     if mode == "auto":
@@ -45,8 +41,9 @@ def resolve(mode: str, world: World, trains_llm: bool) -> str:
 class Parallel:
     """The VLM wrapped for its ranks, and the few operations that differ between strategies."""
 
-    def __init__(self, vlm: Any, world: World, device: torch.device, mode: str) -> None:
-        self.vlm, self.world, self.mode = vlm, world, mode
+    def __init__(self, vlm: Any, world: World, device: torch.device, mode: str, save_llm: bool = True) -> None:
+        # save_llm: checkpoints and model.pt carry the LLM (once some stage so far has trained it).
+        self.vlm, self.world, self.mode, self.save_llm = vlm, world, mode, save_llm
         self.model: nn.Module = vlm
         if mode == "ddp":
             from torch.nn.parallel import DistributedDataParallel
@@ -89,7 +86,10 @@ class Parallel:
         """``{"connector": ..., "llm": ... or None}`` as full CPU tensors; None on FSDP followers."""
         if self.mode != "fsdp":
             return {"connector": self.vlm.connector_state(), "llm": self.vlm.llm_state() if with_llm else None}
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
 
         full = get_model_state_dict(self.vlm, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if not self.world.leader:
@@ -98,10 +98,21 @@ class Parallel:
         llm = {k[len("llm."):]: v for k, v in full.items() if k.startswith("llm.")}
         return {"connector": connector, "llm": llm if with_llm else None}
 
+    def state(self, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """The training loop's checkpoint state (``sweep.jobs.loop.Strategy``); a collective under FSDP."""
+        weights, optim = self.weights(self.save_llm), self.optimizer_state(opt)
+        return None if weights is None else {"weights": weights, "optimizer": optim}
+
+    def restore(self, state: dict[str, Any], opt: torch.optim.Optimizer) -> None:
+        self.load(state, opt)
+
     def optimizer_state(self, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
         if self.mode != "fsdp":
             return opt.state_dict()
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
 
         full = get_optimizer_state_dict(self.vlm, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return full if self.world.leader else None
@@ -112,7 +123,11 @@ class Parallel:
             self.vlm.load_weights(state["weights"])
             opt.load_state_dict(_as_index_keyed(state["optimizer"], opt) if _fqn_keyed(state["optimizer"]) else state["optimizer"])
             return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
 
         weights = state["weights"]
         flat = dict(weights["connector"]) | {f"llm.{k}": v for k, v in (weights.get("llm") or {}).items()}

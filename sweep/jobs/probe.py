@@ -1,9 +1,9 @@
 """A trivial job for checking a backend end to end before spending GPU hours on it.
 
-Its spec says what to do: ``sleep_s`` (seconds to run), ``fail_attempts`` (fail
-on the first N attempts, then succeed), ``trace`` (a file to append start/end
-lines to, for ordering checks), ``steps`` (checkpointed steps; honours
-``ctx.stop_requested`` like a training job). The launcher contract tests run it
+Its spec (``ProbeSpec``) says what to do: ``sleep_s`` (seconds to run),
+``fail_attempts`` (fail on the first N attempts, then succeed), ``trace`` (a file to
+append start/end lines to, for ordering checks), ``steps`` (checkpointed steps;
+honours ``ctx.stop_requested`` like a training job). The launcher contract tests run it
 on every backend.
 
 As a multi-process job (``ctx.world``) every rank appends a ``rank`` line to the
@@ -19,8 +19,12 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweep.jobs.context import JobContext, Preempted
+
+if TYPE_CHECKING:
+    from sweep.specs.jobs import ProbeSpec
 
 
 def _trace(path: str | None, event: str, job_id: str) -> None:
@@ -32,9 +36,9 @@ def _trace(path: str | None, event: str, job_id: str) -> None:
 def run(ctx: JobContext) -> dict[str, float]:
     from sweep import distributed
 
-    spec = ctx.spec
+    spec: ProbeSpec = ctx.spec
     if ctx.world.distributed:
-        _trace(spec.get("trace"), f"rank{ctx.world.rank}", ctx.job_id)
+        _trace(spec.trace, f"rank{ctx.world.rank}", ctx.job_id)
         rank_sum = distributed.total(float(ctx.world.rank))
         if not ctx.world.leader:
             return {}
@@ -43,13 +47,13 @@ def run(ctx: JobContext) -> dict[str, float]:
     attempts_file = ctx.workdir / "probe_attempts"
     attempt = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
     attempts_file.write_text(str(attempt))
-    _trace(spec.get("trace"), "start", ctx.job_id)
-    if attempt <= int(spec.get("fail_attempts", 0)):
+    _trace(spec.trace, "start", ctx.job_id)
+    if attempt <= spec.fail_attempts:
         raise RuntimeError(f"probe failure on attempt {attempt} (host {socket.gethostname()})")
     ckpt = Path(ctx.checkpoint_dir) / "step"
     start = int(ckpt.read_text()) if ckpt.exists() else 0
-    steps = int(spec.get("steps", 1))
-    per_step = float(spec.get("sleep_s", 0.0)) / steps
+    steps = spec.steps
+    per_step = spec.sleep_s / steps
     for step in range(start, steps):
         if ctx.stop_requested():
             ckpt.write_text(str(step))
@@ -57,9 +61,9 @@ def run(ctx: JobContext) -> dict[str, float]:
         time.sleep(per_step)
         ctx.log_metrics({"probe/step": float(step)}, step)
     ckpt.write_text(str(steps))
-    _trace(spec.get("trace"), "end", ctx.job_id)
+    _trace(spec.trace, "end", ctx.job_id)
     for kind, folder in ctx.upstream.items():
         if not (folder / "done.json").exists():
             raise RuntimeError(f"upstream {kind} at {folder} is not done")
-    return {"probe/attempt": float(attempt), "probe/resumed_from_step": float(start), "probe/value": float(spec.get("value", 1.0)),
+    return {"probe/attempt": float(attempt), "probe/resumed_from_step": float(start), "probe/value": spec.value,
             "probe/world_size": float(ctx.world.world_size), "probe/rank_sum": rank_sum}

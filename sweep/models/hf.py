@@ -8,13 +8,13 @@ fills the cache on a machine with internet; ``missing_models`` is the plan-time
 check that says, before anything is submitted, what is not there yet.
 
     from sweep.models.hf import load_llm, load_vision
-    llm = load_llm(cfg["llm"]["qwen15-0p5b"], dtype=torch.bfloat16)   # .model, .tokenizer, .n_params
-    tower = load_vision(cfg["vision"]); feats, levels = tower.features(pixel_values)
+    llm = load_llm(cfg.llm["qwen15-0p5b"], dtype=torch.bfloat16)   # .model, .tokenizer, .n_params
+    tower = load_vision(cfg.vision); feats, levels = tower.features(pixel_values)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,11 @@ def non_embedding_params(model: nn.Module) -> int:
     return total - embed.numel() - (head.weight.numel() if untied else 0)
 
 
-def load_llm(entry: Mapping[str, Any], dtype: torch.dtype | None = None) -> HFLLM:
+def load_llm(entry: Any, dtype: torch.dtype | None = None) -> HFLLM:
     """The ``kind: hf`` catalogue entry's model and tokenizer from the local cache or directory (never the network)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if entry.get("kind") != HF_LLM_KIND:
-        raise ValueError(f"llm {entry.get('name')!r} has kind={entry.get('kind')!r}; load_llm loads kind 'hf' entries")
-    path = str(entry["path"])
+    path = entry.path
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return HFLLM(model=model, tokenizer=tokenizer, n_params=non_embedding_params(model))
@@ -104,28 +102,25 @@ class FrozenCLIP(nn.Module):
         return feats, levels
 
 
-def load_vision(vision_cfg: Mapping[str, Any], dtype: torch.dtype | None = None) -> FrozenCLIP:
-    """The ``kind: hf_clip`` tower and its image processor from the local cache or directory, frozen."""
+def load_vision(vision_cfg: Any, dtype: torch.dtype | None = None) -> FrozenCLIP:
+    """The ``kind: hf_clip`` tower (a ``ClipVision`` spec) and its image processor from the local cache or directory, frozen."""
     from transformers import CLIPImageProcessor, CLIPVisionModel
 
-    if vision_cfg.get("kind") != HF_VISION_KIND:
-        raise ValueError(f"vision.kind={vision_cfg.get('kind')!r}: load_vision loads kind 'hf_clip' towers")
-    path = str(vision_cfg["path"])
+    path = vision_cfg.path
     model = CLIPVisionModel.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
     processor = CLIPImageProcessor.from_pretrained(path, local_files_only=True)
-    return FrozenCLIP(model, processor, vision_cfg.get("select_layer", -2), vision_cfg.get("feature_layers", ()))
+    return FrozenCLIP(model, processor, vision_cfg.select_layer, vision_cfg.feature_layers)
 
 
-def needed_models(cfg: Mapping[str, Any], plan: Any) -> dict[str, str]:
+def needed_models(cfg: Any, plan: Any) -> dict[str, str]:
     """{path: kind} of every HF model the plan's cells use (LLMs of kind hf, an hf_clip tower)."""
     out: dict[str, str] = {}
     for name in dict.fromkeys(cell.llm for cell in plan.cells):
-        entry = cfg["llm"][name]
-        if entry.get("kind") == HF_LLM_KIND:
-            out[str(entry["path"])] = HF_LLM_KIND
-    vision = cfg.get("vision", {})
-    if vision.get("kind") == HF_VISION_KIND and plan.cells:
-        out[str(vision["path"])] = HF_VISION_KIND
+        entry = cfg.llm[name]
+        if entry.kind == HF_LLM_KIND:
+            out[entry.path] = HF_LLM_KIND
+    if cfg.vision.kind == HF_VISION_KIND and plan.cells:
+        out[cfg.vision.path] = HF_VISION_KIND
     return out
 
 
@@ -150,6 +145,6 @@ def is_present(path: str, kind: str) -> bool:
     return all(cached(f) for f in NEEDED_FILES[kind]) and any(cached(f) for f in WEIGHT_FILES)
 
 
-def missing_models(cfg: Mapping[str, Any], plan: Any) -> list[str]:
+def missing_models(cfg: Any, plan: Any) -> list[str]:
     """Paths (hub ids or directories) the plan needs that are neither local directories nor in the HF cache."""
     return [path for path, kind in needed_models(cfg, plan).items() if not is_present(path, kind)]

@@ -1,6 +1,6 @@
 """The paper grid's VLM on Hugging Face weights: frozen CLIP -> compressor -> MLP projector -> Qwen LLM.
 
-    vlm = build_hf_vlm(spec)                       # spec of a train/eval job with llm.kind == "hf"
+    vlm = build_hf_vlm(spec.llm, spec.compressor, spec.vision, spec.cell.visual_tokens)   # an hf_train / bench_eval spec
     out = vlm(batch)                               # a LlavaCollator batch -> HF CausalLMOutput with .loss
     texts = vlm.generate(prompts, images, max_new_tokens=16)
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -29,6 +29,9 @@ from torch import nn
 from sweep.data.llava import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
 from sweep.models.compressors import build_compressor
 from sweep.models.hf import FrozenCLIP, load_llm, load_vision
+
+if TYPE_CHECKING:
+    from sweep.specs.models import HFLLM, ClipVision, CompressorEntry
 
 
 class HFVLM(nn.Module):
@@ -220,21 +223,21 @@ def prompt_ids(tokenizer: Any, prompt: str, with_image: bool) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def build_hf_vlm(spec: Mapping[str, Any], dtype: torch.dtype | None = None) -> HFVLM:
+def build_hf_vlm(llm: HFLLM, compressor: CompressorEntry, vision: ClipVision, visual_tokens: int,
+                 dtype: torch.dtype | None = None) -> HFVLM:
     """The cell's VLM: pretrained CLIP and LLM from their local paths, a freshly initialised connector.
 
     The compressor keeps the CLIP width (avg-pooling stays parameter-free); the
     LLaVA-1.5 ``mlp2x_gelu`` projector maps it to the LLM width. Seed the RNG first
     for a deterministic connector.
     """
-    tower = load_vision(dict(spec["vision"]))
-    loaded = load_llm(dict(spec["llm"]), dtype=dtype or torch.float32)
+    tower = load_vision(vision)
+    loaded = load_llm(llm, dtype=dtype or torch.float32)
     if loaded.tokenizer.pad_token_id is None:
         loaded.tokenizer.pad_token = loaded.tokenizer.eos_token
     width, hidden = tower.dim, int(loaded.model.config.hidden_size)
     grid = math.isqrt(tower.num_patches)
     levels = len(tower.feature_layers) or 1
-    compressor = build_compressor(dict(spec["compressor"]), width, width, grid, int(spec["cell"]["visual_tokens"]),
-                                  level_dim=width * levels, question_dim=hidden)
+    packer = build_compressor(compressor, width, width, grid, visual_tokens, level_dim=width * levels, question_dim=hidden)
     projector = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-    return HFVLM(tower, compressor, projector, loaded.model, loaded.tokenizer, loaded.n_params)
+    return HFVLM(tower, packer, projector, loaded.model, loaded.tokenizer, loaded.n_params)

@@ -13,6 +13,7 @@ features and each multi-level slice share one scale; when the last block is one 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,11 +95,9 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:])
 
 
-def build_vision(conf: dict, head_sizes: Sequence[int]) -> MiniViT:
-    """The tower described by ``conf/vision/mini.yaml``."""
-    if conf.get("kind", "mini_vit") != "mini_vit":
-        raise ValueError(f"vision.kind={conf.get('kind')!r}: only 'mini_vit' can be built here")
-    return MiniViT(conf["image_size"], conf["patch_size"], conf["dim"], conf["layers"], conf["heads"], head_sizes)
+def build_vision(conf: Any, head_sizes: Sequence[int]) -> MiniViT:
+    """The tower a ``MiniVision`` spec describes (``conf/vision/mini.yaml``)."""
+    return MiniViT(conf.image_size, conf.patch_size, conf.dim, conf.layers, conf.heads, head_sizes)
 
 
 def factored_loss(logits: torch.Tensor, labels: torch.Tensor, head_sizes: Sequence[int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ last-token hidden state of the question, computed without gradient (QueCC).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,24 +23,22 @@ from torch.nn import functional as F
 from sweep.models.compressors import build_compressor
 from sweep.models.compressors.base import Compressor
 
+if TYPE_CHECKING:
+    from sweep.specs.models import CompressorEntry, MiniLLM
 
-def build_llm(entry: dict[str, Any], vocab_size: int, pad_id: int = 0, eos_id: int = 1) -> nn.Module:
+
+def build_llm(entry: MiniLLM, vocab_size: int, pad_id: int = 0, eos_id: int = 1) -> nn.Module:
     """A randomly initialised Qwen2ForCausalLM for a ``tiny_qwen2`` catalogue entry."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    if entry.get("kind") != "tiny_qwen2":
-        raise ValueError(
-            f"llm {entry.get('name')!r} has kind={entry.get('kind')!r}; the mini study builds only 'tiny_qwen2' LLMs"
-        )
-    heads = int(entry["num_heads"])
     config = Qwen2Config(
         vocab_size=vocab_size,
-        hidden_size=int(entry["hidden_size"]),
-        intermediate_size=int(entry["intermediate_size"]),
-        num_hidden_layers=int(entry["num_layers"]),
-        num_attention_heads=heads,
-        num_key_value_heads=int(entry.get("num_kv_heads", heads)),
-        max_position_embeddings=int(entry.get("max_positions", 512)),
+        hidden_size=entry.hidden_size,
+        intermediate_size=entry.intermediate_size,
+        num_hidden_layers=entry.num_layers,
+        num_attention_heads=entry.num_heads,
+        num_key_value_heads=entry.kv_heads,
+        max_position_embeddings=entry.max_positions,
         tie_word_embeddings=True,
         use_cache=False,
         pad_token_id=pad_id,
@@ -145,8 +143,8 @@ class VLM(nn.Module):
 
 
 def build_vlm(
-    llm_entry: dict[str, Any],
-    compressor_entry: dict[str, Any],
+    llm_entry: MiniLLM,
+    compressor_entry: CompressorEntry,
     *,
     vision_dim: int,
     level_dim: int,

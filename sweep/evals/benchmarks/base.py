@@ -80,6 +80,8 @@ class Benchmark(ABC):
     """A benchmark read from local files; subclasses set ``name`` and implement both methods."""
 
     name: ClassVar[str]
+    # Tokens generated per answer in the published setup (short answers); eval.max_new_tokens overrides it.
+    max_new_tokens: ClassVar[int] = 16
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()

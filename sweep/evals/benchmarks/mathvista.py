@@ -85,6 +85,8 @@ class MathVista(Benchmark):
     """MathVista testmini."""
 
     name = "mathvista"
+    # Its prompts ask for reasoning, then the answer at the end: room for both.
+    max_new_tokens = 128
 
     def __init__(self, root: str | Path, annotations: str = "testmini.json") -> None:
         super().__init__(root)
