@@ -5,12 +5,15 @@ Eval keys (conf/eval/paper.yaml): ``families`` ({family: [benchmark, ...]}),
 falls back to ``$SWEEP_EVAL_DATA``), and optionally ``benchmarks`` ({name:
 {root: ..., max_new_tokens: ..., other options for the benchmark class}}),
 ``max_items`` (cap per benchmark, 0 = all), ``batch_size`` (default 8),
-``max_new_tokens`` (default 16; a benchmark's own setting wins).
+``max_new_tokens`` (unset: each benchmark's published ``max_new_tokens``; a
+benchmark's own setting wins over this one).
 
 Metrics (the scaling fitter reads ``error/<family>``, ``N``, ``V``, ``Q``,
 ``flops/inference``):
 
-* ``bench/<name>/score`` (headline in [0, 1]) and ``bench/<name>/<sub-score>``
+* ``bench/<name>/score`` (headline in [0, 1]) and ``bench/<name>/<sub-score>``, among them
+  ``bench/<name>/unparsed`` and the headline conventions (``pope/f1_mean``,
+  ``mme/perception_total``, ``mme/cognition_total``, ``ocrbench/final_score``, ``mmbench/circular``)
 * ``error/<family>`` = 1 - mean headline score (``families.family_errors``)
 * ``N`` (non-embedding LLM params), ``V``, ``Q`` (mean prompt tokens, image marker excluded)
 * ``flops/inference`` = 2 N (Q + V)
@@ -62,7 +65,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     """Evaluate every benchmark of the eval families; returns score, error, size, FLOP and latency metrics."""
     import torch
 
-    from sweep.evals import build_benchmark, family_errors
+    from sweep.evals import benchmark_class, build_benchmark, family_errors
     from sweep.jobs import common
     from sweep.models.hf_vlm import build_hf_vlm, prompt_ids
 
@@ -75,7 +78,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     families = {str(k): list(v) for k, v in dict(conf["families"]).items()}
     options = {str(k): dict(v) for k, v in dict(conf.get("benchmarks") or {}).items()}
     max_items, batch_size = int(conf.get("max_items", 0) or 0), max(1, int(conf.get("batch_size", 8)))
-    max_new = int(conf.get("max_new_tokens", 16))
+    max_new = conf.get("max_new_tokens")
     device = torch.device(ctx.device if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
@@ -91,7 +94,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     prompt_tokens, n_prompts, sample = 0, 0, None
     for name in dict.fromkeys(b for members in families.values() for b in members):
         opts = dict(options.get(name, {}))
-        bench_new = int(opts.pop("max_new_tokens", max_new))
+        bench_new = int(opts.pop("max_new_tokens", None) or max_new or benchmark_class(name).max_new_tokens)
         bench = build_benchmark(name, Path(str(opts.pop("root", eval_root(conf) / name))).expanduser(), **opts)
         items = bench.load()
         items = items[:max_items] if max_items > 0 else items
