@@ -19,7 +19,7 @@ from PIL import Image
 
 from helpers import (COLORS, bench_eval_spec, run_paper_cli, save_tiny_clip, save_tiny_qwen, save_tiny_tokenizer,
                      tiny_hf_parts, write_llava_data)
-from sweep.evals.scoring import pope_says_yes
+from sweep.evals.benchmarks.pope import pope_says_yes
 from sweep.jobs import hf_eval, hf_train
 from sweep.jobs.context import JobContext, Preempted
 from sweep.specs.jobs import HFTrainSpec
@@ -44,8 +44,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             for i, lab in enumerate(labels)]
     (ev / "pope" / "coco" / "coco_pope_random.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (ev / "textvqa" / "train_images").mkdir(parents=True)
-    vqa = [{"question_id": i, "question": "what color is the square?", "image_id": c, "answers": [c] * 10}
-           for i, c in enumerate(COLORS)]
+    vqa = [{"question_id": i, "question": "what color is the square?", "image_id": c, "answers": [c] * 10,
+            "ocr_tokens": []} for i, c in enumerate(COLORS)]
     (ev / "textvqa" / "TextVQA_0.5.1_val.json").write_text(json.dumps({"data": vqa}))
     for i, (c, rgb) in enumerate(COLORS.items()):
         (ev / "pope" / "val2014").mkdir(exist_ok=True)

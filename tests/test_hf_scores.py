@@ -11,9 +11,14 @@ eval on the CPU, and MLflow must hold exactly the scores in ``EXPECTED``.
 Why "Yes" and not a letter: a constant letter cannot score anything on MME (it is
 neither yes nor no) nor on MMBench's CircularEval (rotating the options moves the
 right letter, so a fixed letter misses some copy of every question); "Yes" earns
-points on every benchmark: yes/no benchmarks directly, multiple choice through the
-option-text rule of ``parse_choice``, VQA / relaxed / containment matches on
-annotators' "yes" answers.
+points on most benchmarks: yes/no benchmarks directly, MMBench through the
+option-text rule of VLMEvalKit's ``can_infer``, VQA / relaxed / containment matches
+on annotators' "yes" answers. Where the reference reads letters only (AI2D,
+ScienceQA) it scores 0 and every reply counts as unparsed.
+
+Besides the headline, MLflow must hold each benchmark's ``unparsed`` share and the
+headline conventions (POPE's mean F1, MME's totals, OCRBench out of 1000, MMBench's
+circular accuracy), each worked out by hand below.
 
 Run: ``.venv/bin/pytest -m '' tests/test_hf_scores.py -q``
 """
@@ -48,12 +53,12 @@ EXPECTED = {
     "pope": 4 / 6,
     # official rule (bare letter, "X. ...", "The answer is X."): "Yes" picks no letter, so all 4 are misses
     "scienceqa_img": 0.0,
-    # circular: "Yes" picks the option "yes" in every rotation; only question 0 of 3 has yes as its answer
+    # circular, can_infer: "Yes" reads as the option "yes" in every rotation; only question 0 of 3 has yes as its answer
     "mmbench": 1 / 3,
     # mean over subtasks of (acc + acc+) / 2: existence (3/4 + 1/2) / 2, artwork and code_reasoning (1/2 + 0) / 2
     "mme": (0.625 + 0.25 + 0.25) / 3,
-    # test diagrams 1 and 2 only: 3 of their 4 questions have "yes" as the right option's text
-    "ai2d": 3 / 4,
+    # lmms-eval compares letters only: "yes" (lower-cased, no punctuation) is no option letter
+    "ai2d": 0.0,
     # VQA accuracy min(k/3, 1) over leave-one-out: k = 10 -> 1, 3 ("Yes.", "YES", "yes") -> 0.9, 2 -> 0.6, 0 -> 0
     "textvqa": (1.0 + 0.9 + 0.6 + 0.0) / 4,
     # relaxed: a non-numeric gold needs an exact case-insensitive match: "Yes", "yes" of Yes, No, 57.3, yes, 0
@@ -68,6 +73,26 @@ EXPECTED = {
     # MC: "Yes" is a choice of [Yes*, No] and of [Yes, No*]; otherwise the closest choice by edit distance:
     # red (2) < blue, green (4) < yellow (5), gold red. Integer gold 3: no number in the reply
     "mathvista": 2 / 4,
+}
+# The share of replies no rule could read, per benchmark.
+EXPECTED_UNPARSED = {
+    "gqa": 0.0, "textvqa": 0.0, "chartqa": 0.0, "ocrbench": 0.0, "docvqa": 0.0,  # free form: no reply is blank
+    "pope": 0.0, "mme": 0.0,  # "Yes" is a yes
+    "scienceqa_img": 1.0, "ai2d": 1.0,  # no letter anywhere
+    # question 2 (green, red, blue): no letter word and no option text in "yes", in all 3 of its copies; 2 + 2 + 3 copies
+    "mmbench": 3 / 7,
+    "mmmu": 2 / 5,  # both multiple-choice replies fell to the draw; open replies are read whole
+    "mathvista": 2 / 4,  # the colour question (only the closest-choice fallback) and the integer one (no number)
+}  # fmt: skip
+# The headline conventions logged beside the headline.
+EXPECTED_CONVENTIONS = {
+    # F1 per category: random TP1 FP1 -> 2/3, popular TP2 -> 1, adversarial TP1 FP1 -> 2/3
+    "pope/f1_mean": (2 / 3 + 1 + 2 / 3) / 3,
+    # 100 * (acc + acc+): existence 100 * (3/4 + 1/2), artwork 100 * (1/2 + 0); code_reasoning 100 * (1/2 + 0)
+    "mme/perception_total": 125.0 + 50.0,
+    "mme/cognition_total": 50.0,
+    "ocrbench/final_score": 1000 * 1 / 4,
+    "mmbench/circular": 1 / 3,
 }
 # MME subtasks written below (the default, all 14, would need every folder).
 MME_SUBTASKS = ["existence", "artwork", "code_reasoning"]
@@ -186,6 +211,9 @@ def write_textvqa(root: Path) -> None:
     data = [{"question_id": 100 + i, "question": "is there text on the sign?", "image_id": f"img{i}", "answers": a,
              "set_name": "val"} for i, a in enumerate(answers)]  # fmt: skip
     _json(root / "TextVQA_0.5.1_val.json", {"dataset_name": "textvqa", "dataset_version": "0.5.1", "data": data})
+    # The Rosetta OCR tokens LLaVA-1.5's prompt lists.
+    _json(root / "TextVQA_Rosetta_OCR_v0.2_val.json",
+          {"data": [{"image_id": f"img{i}", "ocr_tokens": ["STOP"] if i % 2 else []} for i in range(len(answers))]})
     for i in range(len(answers)):
         _image(root / "train_images" / f"img{i}.jpg")
 
@@ -251,14 +279,12 @@ def write_mmmu(root: Path) -> None:
 
 
 def write_mathvista(root: Path) -> None:
-    from sweep.evals.benchmarks.mathvista import build_query
-
     def prob(pid: str, question: str, choices: list[str] | None, answer: str, answer_type: str) -> dict:
         qtype = "multi_choice" if choices else "free_form"
         return {"pid": pid, "question": question, "image": f"images/{pid}.jpg", "choices": choices, "unit": None,
                 "precision": None, "answer": answer, "question_type": qtype, "answer_type": answer_type,
                 "metadata": {"task": "figure question answering", "category": "math-targeted-vqa"},
-                "query": build_query(question, choices or [], qtype, answer_type, None, None)}  # fmt: skip
+                "query": "the official query, which the lmms-eval prompt does not use"}  # fmt: skip
 
     problems = [
         prob("1", "Is the red bar taller than the blue one?", ["Yes", "No"], "Yes", "text"),
@@ -350,6 +376,8 @@ def test_paper_grid_cli_logs_every_benchmark_score(tiny: dict[str, Path], tmp_pa
 
     m = jobs["eval"][0].data.metrics
     assert {b: m[f"bench/{b}/score"] for b in benches} == pytest.approx(EXPECTED, abs=1e-9)
+    assert {b: m[f"bench/{b}/unparsed"] for b in benches} == pytest.approx(EXPECTED_UNPARSED, abs=1e-9)
+    assert {k: m[f"bench/{k}"] for k in EXPECTED_CONVENTIONS} == pytest.approx(EXPECTED_CONVENTIONS, abs=1e-9)
     errors = {fam: 1 - sum(EXPECTED[b] for b in members) / len(members) for fam, members in families.items()}
     assert {fam: m[f"error/{fam}"] for fam in families} == pytest.approx(errors, abs=1e-9)
     assert m["bench/mmbench/n"] == 3.0 and m["bench/mme/n"] == 8.0 and m["bench/scienceqa_img/n"] == 4.0

@@ -2,9 +2,13 @@
 
 - ``registry``: ``build_benchmark(name, root, **options)`` -> a ``Benchmark`` whose
   ``load()`` gives ``EvalItem``s and whose ``score(items, predictions)`` gives
-  ``{"score": headline in [0, 1], "n": ..., sub-scores}``.
-- ``scoring``: the per-answer rules (VQA accuracy, relaxed accuracy, option and
-  yes/no parsing, ...), pure functions.
+  ``{"score": headline in [0, 1], "n": ..., "unparsed": ..., sub-scores}``; the
+  class states its published prompt, ``max_new_tokens`` and reference scorer, and
+  ``identity(**options)`` what of that changes results.
+- ``benchmarks/<name>.py``: one benchmark each, its loader and the answer-reading
+  rules of the reference it follows; ``scoring``: the rules several share
+  (VLMEvalKit's ``can_infer``, edit distance); ``normalize``: TextVQA's answer
+  normalisation.
 - ``families``: error of a benchmark family = 1 - mean headline score.
 
 Nothing here downloads data: every benchmark reads the files of its official

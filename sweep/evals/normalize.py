@@ -7,13 +7,16 @@ official evaluators apply them:
    (``"man's"`` -> ``"man 's"``); newlines and tabs become spaces;
 2. punctuation: each mark in ``_PUNCTUATION`` is deleted where it touches a space
    (``"hi !"``) and replaced by a space elsewhere (``"t-shirt"`` -> ``"t shirt"``);
-   a period is deleted unless a digit follows it (``"3.5"`` keeps its point);
+   a period is deleted unless a digit follows it (``"3.5"`` keeps its point),
+   every such period: the reference passes ``re.UNICODE`` (32) where ``re.sub``
+   takes its count, so it stops after 32 periods, a bug we do not copy;
 3. per word: number words up to ten become digits (``"none"`` is ``"0"``),
    the articles ``a``/``an``/``the`` are dropped, and apostrophe-less
    contractions get their apostrophe back (``"dont"`` -> ``"don't"``).
 
-This is the processor that the TextVQA evaluator and lmms-eval apply to both the
-prediction and the ten human answers. (The original VQA v2 script applies the
+This is the processor (``EvalAIAnswerProcessor`` of TextVQA's m4c evaluator, as
+LLaVA's ``llava/eval/m4c_evaluator.py`` copies it) that the TextVQA evaluator and
+lmms-eval apply to both the prediction and the ten human answers. (The original VQA v2 script applies the
 punctuation step to the human answers only when they disagree; for the answers in
 these data sets the two give the same scores.)
 """

@@ -7,7 +7,9 @@ method), plus ``max_items`` (cap per benchmark, 0 = all) and ``batch_size``.
 Metrics (the scaling fitter reads ``error/<family>``, ``N``, ``V``, ``Q``,
 ``flops/inference``; the shared ones come from ``sweep.jobs.eval_flow``):
 
-* ``bench/<name>/score`` (headline in [0, 1]) and ``bench/<name>/<sub-score>``
+* ``bench/<name>/score`` (headline in [0, 1]) and ``bench/<name>/<sub-score>``, among them
+  ``bench/<name>/unparsed`` and the headline conventions (``pope/f1_mean``,
+  ``mme/perception_total``, ``mme/cognition_total``, ``ocrbench/final_score``, ``mmbench/circular``)
 * ``error/<family>`` = 1 - mean headline score (``families.family_errors``)
 * ``N`` (non-embedding LLM params), ``V``, ``Q`` (mean prompt tokens, image marker excluded)
 * ``flops/inference`` = 2 N (Q + V)

@@ -124,7 +124,7 @@ def bench_runs(conf: BenchmarkEval) -> tuple[BenchRun, ...]:
         klass = BENCHMARKS.load(name)
         opts = conf.options_for(name)
         new = opts.max_new_tokens or conf.max_new_tokens or int(klass.max_new_tokens)
-        method = dict(klass.identity(**opts.options)) if hasattr(klass, "identity") else {}
+        method = dict(klass.identity(**{**opts.options, "max_new_tokens": new}))
         runs.append(BenchRun(name=name, root=opts.root or f"{conf.root.rstrip('/')}/{name}", max_new_tokens=new,
                              options=dict(opts.options), method=method))
     return tuple(runs)

@@ -76,7 +76,7 @@ def test_gqa(tmp_path: Path) -> None:
     preds = {"201": "Yes.", "202": "left", "203": "The cup", "204": "Blue"}
     scores = bench.score(items, preds)
     assert scores["score"] == pytest.approx(0.5)
-    assert scores["n"] == 4
+    assert scores["n"] == 4 and scores["unparsed"] == 0.0
     assert scores["structural/verify"] == 1.0
     assert scores["structural/query"] == pytest.approx(1 / 3)
     assert scores["semantic/attr"] == 1.0 and scores["semantic/rel"] == 0.0
@@ -131,6 +131,9 @@ def test_pope(tmp_path: Path) -> None:
     assert scores["f1"] == pytest.approx(2 / 3)
     assert scores["yes_ratio"] == pytest.approx(5 / 8)
     assert scores["score"] == scores["accuracy"]
+    # LLaVA-1.5's POPE number: the mean of the categories' F1 (random 0.5, adversarial 0.8).
+    assert scores["f1_mean"] == pytest.approx(0.65)
+    assert scores["unparsed"] == pytest.approx(1 / 8)  # "I see one" says neither yes nor no
     assert build_benchmark("pope", tmp_path, categories=["random"], headline="f1").score(
         [it for it in items if it.meta["category"] == "random"], preds
     )["score"] == pytest.approx(0.5)
@@ -175,6 +178,7 @@ def test_scienceqa_img(tmp_path: Path) -> None:
     # 1: right; 3: picks C (Texas), gold B; 4: the option text "fire" alone is a miss under the official rule.
     assert scores["score"] == pytest.approx(1 / 3)
     assert scores["subject/social science"] == 0.0
+    assert scores["unparsed"] == pytest.approx(1 / 3)  # "fire" names no choice; C is one
     # "B. ..." and "The answer is B." are picks; "(B)" is not (LLaVA's eval_science_qa.py).
     assert bench.score(items, {"1": "B. whale", "3": "The answer is B.", "4": "(B)"})["score"] == pytest.approx(2 / 3)
 
@@ -216,12 +220,13 @@ def test_mmbench_rotates_options_and_scores_circularly(tmp_path: Path) -> None:
     assert by_id["0"].load_image().getpixel((0, 0)) == (255, 0, 0)
 
     preds = {
-        "0": "B", str(COPY_OFFSET): "The answer is A.", str(2 * COPY_OFFSET): "red",  # all right
+        "0": "B", str(COPY_OFFSET): "The answer is A.", str(2 * COPY_OFFSET): "red",  # all right (can_infer)
         "1": "A", str(1 + COPY_OFFSET): "A",  # right, then wrong after rotation
     }  # fmt: skip
     scores = bench.score(items, preds)
-    assert scores["score"] == pytest.approx(0.5)
+    assert scores["score"] == scores["circular"] == pytest.approx(0.5)
     assert scores["vanilla"] == 1.0  # both originals right
+    assert scores["unparsed"] == 0.0
     assert scores["n"] == 2
     assert scores["category/attribute"] == 1.0 and scores["category/reasoning"] == 0.0
     assert scores["l2_category/logic"] == 0.0
@@ -279,7 +284,8 @@ def test_mme_flat_and_split_folders(tmp_path: Path) -> None:
         "existence/000001/0", "existence/000001/1", "existence/000002/0", "existence/000002/1",
         "artwork/10002/0", "artwork/10002/1",
     ]  # fmt: skip
-    assert items[0].prompt == "Is there a dog in this image? Please answer yes or no."
+    # LLaVA-1.5 replaces the release's "Please answer yes or no." by its short-answer line.
+    assert items[0].prompt == "Is there a dog in this image?\nAnswer the question using a single word or phrase."
     assert items[4].image_path == root / "artwork" / "images" / "10002.png"
     preds = {
         "existence/000001/0": "Yes", "existence/000001/1": "No.",  # both right
@@ -291,7 +297,8 @@ def test_mme_flat_and_split_folders(tmp_path: Path) -> None:
     assert scores["existence/acc_plus"] == pytest.approx(0.5)
     assert scores["existence/score"] == pytest.approx(125.0)
     assert scores["artwork/score"] == pytest.approx(200.0)
-    assert scores["perception_raw"] == pytest.approx(325.0)
+    assert scores["perception_total"] == pytest.approx(325.0)  # the official scale, out of 2000 for all 10
+    assert scores["unparsed"] == pytest.approx(1 / 6)  # "I think so" is other
     assert scores["perception"] == pytest.approx(325.0 / 400.0)
     assert "cognition" not in scores
     assert scores["score"] == pytest.approx((125.0 / 200.0 + 1.0) / 2)
@@ -333,7 +340,10 @@ def test_ai2d_test_split(tmp_path: Path) -> None:
     )
     assert items[1].target == "C"
     scores = bench.score(items, ["B", "A"])
-    assert scores["score"] == pytest.approx(0.5)
+    assert scores["score"] == pytest.approx(0.5) and scores["unparsed"] == 0.0
+    # lmms-eval's rules: "c" is right, "The answer is B." is wrong and read as no letter.
+    both = bench.score(items, ["The answer is B.", "c"])
+    assert both["score"] == pytest.approx(0.5) and both["unparsed"] == pytest.approx(0.5)
     assert scores["abc_label/false"] == 1.0 and scores["abc_label/true"] == 0.0
     assert len(build_benchmark("ai2d", tmp_path, split="all").load()) == 3
 
@@ -347,17 +357,35 @@ def test_textvqa(tmp_path: Path) -> None:
          "answers": ["nous les gosses"] * 2 + ["dakota"] * 5 + ["clos culombu"] * 3, "set_name": "val"},
         {"question_id": 34603, "question": "how many cups?", "image_id": "003a8ae2ef43b902",
          "answers": ["two", "2", "2", "three", "3", "3", "3", "4", "4", "4"], "set_name": "val"},
+        {"question_id": 34604, "question": "what does it say?", "image_id": "003a8ae2ef43b903",
+         "answers": ["stop"] * 10, "set_name": "val", "ocr_tokens": ["STOP", "sign"]},  # a row with its own tokens
     ]  # fmt: skip
     _write_json(tmp_path / "TextVQA_0.5.1_val.json", {"dataset_name": "textvqa", "dataset_version": "0.5.1", "data": data})
+    with pytest.raises(SweepError, match="ocr_tokens=false"):
+        build_benchmark("textvqa", tmp_path).load()  # LLaVA-1.5's prompt needs the OCR tokens
+    _write_json(tmp_path / "TextVQA_Rosetta_OCR_v0.2_val.json", {"data": [
+        {"image_id": "003a8ae2ef43b901", "ocr_tokens": ["DAKOTA", "DIGITAL"]},
+        {"image_id": "003a8ae2ef43b902", "ocr_tokens": []},
+        {"image_id": "003a8ae2ef43b903", "ocr_tokens": ["ignored"]},
+    ]})  # fmt: skip
     bench = build_benchmark("textvqa", tmp_path)
     items = bench.load()
     assert items[0].id == "34602"
     assert items[0].image_path == tmp_path / "train_images" / "003a8ae2ef43b901.jpg"
-    assert items[0].prompt == "what is the brand of this camera?\nAnswer the question using a single word or phrase."
-    # "Clos Culombu." matches 3 humans -> 0.9; "Two" matches 3 ("two", "2", "2") -> 0.9.
-    assert bench.score(items, ["Clos Culombu.", "Two"])["score"] == pytest.approx(0.9)
-    # "nous les gosses" (2 humans) -> 0.6; "five" -> 0.
-    assert bench.score(items, ["Nous les gosses", "five"])["score"] == pytest.approx(0.3)
+    assert [it.prompt for it in items] == [
+        "what is the brand of this camera?\nReference OCR token: DAKOTA, DIGITAL\n"
+        "Answer the question using a single word or phrase.",
+        "how many cups?\nReference OCR token: \nAnswer the question using a single word or phrase.",
+        "what does it say?\nReference OCR token: STOP, sign\nAnswer the question using a single word or phrase.",
+    ]
+    plain = build_benchmark("textvqa", tmp_path, ocr_tokens=False).load()
+    assert plain[0].prompt == "what is the brand of this camera?\nAnswer the question using a single word or phrase."
+    # "Clos Culombu." matches 3 humans -> 0.9; "Two" matches 3 ("two", "2", "2") -> 0.9; "STOP" all 10 -> 1.
+    scores = bench.score(items, ["Clos Culombu.", "Two", "STOP"])
+    assert scores["score"] == pytest.approx((0.9 + 0.9 + 1.0) / 3) and scores["unparsed"] == 0.0
+    # "nous les gosses" (2 humans) -> 0.6; "five" -> 0; a blank reply -> 0, and unparsed.
+    scores = bench.score(items, ["Nous les gosses", "five", " "])
+    assert scores["score"] == pytest.approx(0.6 / 3) and scores["unparsed"] == pytest.approx(1 / 3)
 
 
 # ---- ChartQA ---------------------------------------------------------------------------------
@@ -381,6 +409,9 @@ def test_chartqa_both_splits(tmp_path: Path) -> None:
     # 59 vs 57.3: 2.97% off, right; Spain right; 0.125 vs 0.12: 4.2%, right; 0.01 vs 0: wrong.
     assert scores["score"] == pytest.approx(0.75)
     assert scores["human"] == 1.0 and scores["augmented"] == 0.5
+    assert scores["unparsed"] == 0.0
+    # "57.3 " reads as a number (float takes the space), "Spain " is compared untrimmed, every % of "12%%" goes.
+    assert bench.score(items, ["57.3 ", "Spain ", "12%%", "0"])["score"] == pytest.approx(0.75)
 
 
 # ---- OCRBench --------------------------------------------------------------------------------
@@ -404,6 +435,7 @@ def test_ocrbench(tmp_path: Path) -> None:
     assert items[0].image_path == tmp_path / "OCRBench_Images" / "IIIT5K" / "1.png"
     scores = bench.score(items, ["The word is chair.", "It is a Coke can", "\\frac{a}{b}", "June 1"])
     assert scores["score"] == pytest.approx(0.75)
+    assert scores["final_score"] == pytest.approx(750.0)  # the official scale: out of 1000
     assert scores["text_recognition"] == 1.0
     assert scores["type/Doc-oriented VQA"] == 0.0
     assert scores["type/Handwritten Mathematical Expression Recognition"] == 1.0
@@ -486,7 +518,7 @@ def test_mmmu_jsonl(tmp_path: Path) -> None:
     assert list(by_id) == [r["id"] for r in _mmmu_rows()]
     art = by_id["validation_Art_Theory_1"]
     assert art.prompt == (
-        "Who painted image 1?\nA. Monet\nB. Manet\nC. Degas\nD. Renoir\n"
+        "Who painted <image 1>?\nA. Monet\nB. Manet\nC. Degas\nD. Renoir\n\n"
         "Answer with the option's letter from the given choices directly."
     )
     assert art.image_path == tmp_path / "images" / "validation_Art_Theory_1_1.png"
@@ -496,7 +528,7 @@ def test_mmmu_jsonl(tmp_path: Path) -> None:
     assert by_id["validation_Math_2"].load_image() is None
     physics = by_id["validation_Physics_3"]
     assert physics.prompt == (
-        "What is the ratio of image 1 to image 2?\nAnswer the question using a single word or phrase."
+        "What is the ratio of <image 1> to <image 2>?\n\nAnswer the question using a single word or phrase."
     )
     assert physics.target == ["3.14"]
     assert physics.image_path.name == "validation_Physics_3_1.png"  # image_1 only
@@ -511,7 +543,7 @@ def test_mmmu_jsonl(tmp_path: Path) -> None:
     scores = bench.score(items, preds)
     assert scores["score"] == pytest.approx(4 / 5)
     assert scores["n"] == 5
-    assert scores["unparsed"] == pytest.approx(1 / 3)
+    assert scores["unparsed"] == pytest.approx(1 / 5)  # one reply of five fell to the draw
     assert scores["question_type/multiple-choice"] == 1.0
     assert scores["question_type/open"] == pytest.approx(0.5)
     assert scores["subject/Math"] == 1.0 and scores["subject/History"] == 0.0
@@ -591,33 +623,38 @@ def test_mathvista(tmp_path: Path) -> None:
     bench = build_benchmark("mathvista", tmp_path)
     items = bench.load()
     assert [it.id for it in items] == ["1", "2", "3", "4", "5"]
-    assert items[0].prompt == _mathvista_problems()[0]["query"]  # the record's own query
-    assert items[2].prompt == (  # built like the official query when the record has none
-        "Hint: Please answer the question requiring a floating-point number with one decimal place and provide "
-        "the final value, e.g., 1.2, 1.3, 1.4, at the end.\nQuestion: How long is the rod? (Unit: cm)"
+    # lmms-eval's format-prompt, not the record's own (official) query.
+    assert items[0].prompt == (
+        "What is the angle?\nA. 145°\nB. 150°\nC. 155°\nAnswer with the option's letter from the given choices directly."
     )
-    assert items[4].prompt.endswith("Choices:\n(A) red\n(B) dark red\n(C) blue")
+    assert items[1].prompt == "How many bars are there?\nAnswer the question using a single integer number."
+    assert items[2].prompt == (
+        "How long is the rod? (Unit: cm)\n"
+        "Answer the question using a single floating-point number with one decimal place."
+    )
+    assert items[3].prompt.endswith("with two decimal places.")
     assert items[0].image_path == tmp_path / "images" / "1.jpg"
     assert items[0].load_image().size == (8, 6)
     assert items[2].meta["precision"] == 1
 
     preds = {
-        "1": "The answer is B.",  # letter -> "150°"
+        "1": "The answer is B.",  # can_infer reads B -> "150°"
         "2": "I count 12 bars.",  # last number
         "3": "The rod is 1.24 cm long.",  # rounded to one decimal: 1.2
         "4": "The slope is 3.1",  # at two decimals 3.1 is not 3.14
-        "5": "The largest slice is dark red.",  # the option's text
+        "5": "The largest slice is dark red.",  # two option texts inside: no rule reads it; closest choice
     }
     scores = bench.score(items, preds)
     assert scores["score"] == pytest.approx(4 / 5)
     assert scores["n"] == 5
+    assert scores["unparsed"] == pytest.approx(1 / 5)
     assert scores["question_type/multi_choice"] == 1.0
     assert scores["question_type/free_form"] == pytest.approx(2 / 3)
     assert scores["task/geometry problem solving"] == 1.0
     assert scores["task/figure question answering"] == pytest.approx(3 / 4)
     wrong = bench.score(items, {"1": "A", "2": "12.9 is not it, 13", "3": "1.25", "4": "3.141", "5": "C"})
     # 1: A -> 145°; 2: 13; 3: round(1.25, 1) = 1.2 (right); 4: 3.14 (right); 5: C -> blue.
-    assert wrong["score"] == pytest.approx(2 / 5)
+    assert wrong["score"] == pytest.approx(2 / 5) and wrong["unparsed"] == 0.0
 
 
 def test_mathvista_list_file_and_validation(tmp_path: Path) -> None:

@@ -12,16 +12,31 @@ the files every other AI2D copy is converted from::
 
 ``split="test"`` (default) loads the questions of the diagrams in the test-id list
 (3,088 questions, the set lmms-eval's ``ai2d`` task and the LLaVA papers use);
-``split="all"`` loads every question file. The prompt lists the options as
-``A. ...`` and asks for the letter.
+``split="all"`` loads every question file.
 
-Score: accuracy of the picked option (``parse_choice``). Sub-scores: accuracy on
-questions that refer to letter labels drawn in the diagram (``abc_label/true``,
-the harder part) and on the rest (``abc_label/false``).
+Prompt (lmms-eval ``tasks/ai2d/ai2d.yaml``, format ``mcq``): the question, the
+options as ``A. ...`` lines, and "Answer with the option's letter from the given
+choices directly."; 16 new tokens at most.
+
+Score: lmms-eval's ``flexible-extract`` filter, then its ``exact_match`` with
+``ignore_case`` and ``ignore_punctuation`` (``ai2d_correct``): a reply that starts
+with optional spaces, a capital letter and a period (``"B. the sun"``) becomes that
+letter; any other reply is kept whole. Both it and the gold letter are then
+lower-cased and stripped of ASCII punctuation (``string.punctuation``), and must
+be equal: ``"b"``, ``"(B)"``, ``"B)"`` and ``"**B**"`` are right, while ``" B"``,
+``"B "``, ``"The answer is B."``, ``"Answer: B"``, ``"B: blue"`` and the option's
+text are wrong. (Whitespace is kept; the reference compares numpy strings, so
+trailing NUL characters are dropped and lower-casing never lengthens a reply,
+``"İ"`` becoming ``"i"``.) Sub-scores: accuracy on questions that refer to letter
+labels drawn in the diagram (``abc_label/true``, the harder part) and on the rest
+(``abc_label/false``); ``unparsed`` is the share of replies that read as no
+option letter of the question.
 """
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,13 +50,43 @@ from sweep.evals.benchmarks.base import (
     lettered,
     mean,
 )
-from sweep.evals.scoring import parse_choice
+
+_LEADING_LETTER = re.compile(r"^\s*([A-Z])\.")
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def exact_match_text(text: str) -> str:
+    """lmms-eval's ``exact_match`` normalisation with ``ignore_case`` and ``ignore_punctuation``.
+
+    The reference runs it on numpy string arrays: trailing NUL characters are
+    padding there, and ``np.char.lower`` keeps each string's width, so a
+    lower-case form that grows (``"İ"`` -> ``"i̇"``) is cut back to it.
+    """
+    width = len(text)
+    lowered = text.rstrip("\x00").lower()[:width]
+    return lowered.translate(_NO_PUNCTUATION).rstrip("\x00")
+
+
+def ai2d_reading(reply: str) -> str:
+    """What lmms-eval compares for a reply: its ``flexible-extract`` filter, then ``exact_match_text``."""
+    found = _LEADING_LETTER.match(reply)
+    return exact_match_text(found.group(1) if found else reply)
+
+
+def ai2d_correct(reply: str, gold_letter: str) -> bool:
+    """lmms-eval's AI2D verdict for one reply."""
+    return ai2d_reading(reply) == exact_match_text(gold_letter)
 
 
 class AI2D(Benchmark):
     """AI2D questions of the test diagrams (or of all diagrams)."""
 
     name = "ai2d"
+    prompt_template = "{question}\n{choices}\n" + LETTER_ANSWER
+    prompt_source = "lmms-eval tasks/ai2d/ai2d.yaml (prompt_format mcq)"
+    reference = "lmms-eval tasks/ai2d (flexible-extract filter + exact_match, ignore_case, ignore_punctuation)"
+    max_new_tokens = 16
+    path_options = frozenset({"test_ids"})
 
     def __init__(self, root: str | Path, split: str = "test", test_ids: str = "ai2d_test_ids.csv") -> None:
         super().__init__(root)
@@ -86,8 +131,13 @@ class AI2D(Benchmark):
 
     def score(self, items: Sequence[EvalItem], predictions: Mapping[str, str] | Sequence[str]) -> dict[str, float]:
         pairs = aligned(items, predictions)
-        hits = [(it, parse_choice(pred, it.meta["options"]) == it.target) for it, pred in pairs]
-        scores = {"score": mean([h for _, h in hits]), "n": float(len(hits))}
+        hits, unread = [], []
+        for it, pred in pairs:
+            reading = ai2d_reading(pred)
+            letters = {exact_match_text(chr(ord("A") + i)) for i in range(len(it.meta["options"]))}
+            hits.append((it, reading == exact_match_text(it.target)))
+            unread.append(reading not in letters)
+        scores = {"score": mean([h for _, h in hits]), "n": float(len(hits)), "unparsed": mean(unread)}
         groups = [("true" if it.meta["abc_label"] else "false", h) for it, h in hits]
         scores.update(grouped_accuracy(groups, "abc_label"))
         return scores

@@ -11,6 +11,14 @@ A benchmark is built from the folder that holds its files (``root``) and options
 aligned with ``items``. ``score`` always returns the headline under ``"score"``
 (in [0, 1]) next to the benchmark's sub-scores and ``"n"`` (the number of items
 scored); scoring a subset of the items is fine, a missing prediction is an error.
+Every benchmark also reports ``"unparsed"``: the share of replies that no rule of
+its scorer could read (a model that ignores the answer format shows up there).
+
+Each class states how it is asked and scored, as class attributes: the prompt
+template and where it comes from, the reference scorer it follows (and a version
+bumped whenever its rules change), and the published ``max_new_tokens``.
+``Benchmark.identity(**options)`` gathers what of this changes results, for the
+eval job's id.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -77,11 +86,23 @@ class EvalItem:
 
 
 class Benchmark(ABC):
-    """A benchmark read from local files; subclasses set ``name`` and implement both methods."""
+    """A benchmark read from local files; subclasses set the class attributes and implement both methods."""
 
     name: ClassVar[str]
-    # Tokens generated per answer in the published setup (short answers); eval.max_new_tokens overrides it.
-    max_new_tokens: ClassVar[int] = 16
+    #: The user text the model sees: ``{field}`` stands for a record's field, ``{choices}`` for the
+    #: lettered option lines (``A. first\nB. second``), ``[...]`` for a part present only when its
+    #: field is. The image goes in front of it, where the chat template puts it.
+    prompt_template: ClassVar[str]
+    #: Where the template and ``max_new_tokens`` come from (a file of the published setup).
+    prompt_source: ClassVar[str]
+    #: The reference scorer whose rules ``score`` follows.
+    reference: ClassVar[str]
+    #: Bumped whenever a change to the rules can change a score.
+    scorer_version: ClassVar[int] = 1
+    #: The published generation budget (greedy decoding).
+    max_new_tokens: ClassVar[int]
+    #: Constructor options that only locate files; they are not part of the identity.
+    path_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()
@@ -91,6 +112,43 @@ class Benchmark(ABC):
                 f"{self.root} is not a folder",
                 f"put the {self.name} files there (see the README, 'Benchmark data layout') or point root elsewhere",
             )
+
+    @classmethod
+    def identity(cls, **options: Any) -> dict[str, Any]:
+        """What changes this benchmark's results, as JSON-able data for the eval job's id.
+
+        ``options`` are the benchmark's config options (``eval.benchmarks.<name>``),
+        ``max_new_tokens`` included; pass the value the job will use. The result
+        holds the prompt template, the scorer (reference and version), the
+        generation settings and every constructor option, defaults filled in,
+        except ``root`` and the ``path_options`` that only name files. An
+        unknown option is a ``SweepError``.
+        """
+        opts = dict(options)
+        opts.pop("root", None)
+        max_new = opts.pop("max_new_tokens", None)
+        max_new = cls.max_new_tokens if max_new is None else max_new
+        if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
+            raise SweepError(
+                f"eval.benchmarks.{cls.name}.max_new_tokens",
+                f"is {max_new!r}, not a positive integer",
+                f"give a positive integer, or leave it out for the published {cls.max_new_tokens}",
+            )
+        try:
+            bound = inspect.signature(cls).bind(".", **opts)
+        except TypeError as err:
+            raise SweepError(
+                f"eval.benchmarks.{cls.name}", f"bad options {sorted(opts)} ({err})", f"see {cls.__module__} for the options"
+            ) from err
+        bound.apply_defaults()
+        chosen = {k: _jsonable(v) for k, v in bound.arguments.items() if k != "root" and k not in cls.path_options}
+        return {
+            "benchmark": cls.name,
+            "prompt": cls.prompt_template,
+            "scorer": {"reference": cls.reference, "version": cls.scorer_version},
+            "generation": {"max_new_tokens": max_new, "do_sample": False},
+            "options": chosen,
+        }
 
     @abstractmethod
     def load(self) -> list[EvalItem]:
@@ -178,6 +236,19 @@ def aligned(items: Sequence[EvalItem], predictions: Mapping[str, str] | Sequence
             "pass one prediction per item, in item order, or a dict keyed by item.id",
         )
     return [(it, str(p)) for it, p in zip(items, predictions)]
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples and other sequences as lists, paths as strings, mappings with string keys."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Sequence):
+        return [_jsonable(v) for v in value]
+    return str(value)
 
 
 def mean(values: Sequence[float]) -> float:

@@ -12,39 +12,79 @@ level inside it is stepped into). Each subtask folder comes in one of two shapes
 
 A question file has one ``question<TAB>Yes|No`` line per question (two per image).
 
+Prompt (LLaVA-1.5, ``playground/data/eval/MME/llava_mme.jsonl``): the question with
+its closing "Please answer yes or no." removed, a newline and "Answer the question
+using a single word or phrase."; 128 new tokens at most (LLaVA's
+``model_vqa_loader.py`` default).
+
+Replies are read by the official ``eval_tool/calculation.py`` (``mme_answer``): the
+reply is lower-cased (nothing is trimmed); exactly ``yes`` or ``no`` is that answer,
+else ``yes`` within the first four characters means yes, else ``no`` there means no
+(``"not really"``, ``"nope"``), else the reply is "other" and wrong. A lone ``y``
+and a leading ``"  yes"`` (the word starts past the fourth character) are other.
+
 Score, per subtask (the official tool's): acc = share of questions right, acc+ =
 share of images with both questions right, subtask score = 100 * (acc + acc+), out
-of 200; perception (10 subtasks, out of 2000) and cognition (4, out of 800) are
-sums. Answers are read with ``parse_yes_no`` (anything but yes/no is wrong).
+of 200. The official totals are ``perception_total`` (10 subtasks, out of 2000)
+and ``cognition_total`` (4, out of 800), sums over the subtasks present.
 
 Normalisation to [0, 1] (ours): the headline ``score`` is the sum of the subtask
 scores over its maximum, i.e. the mean over subtasks of (acc + acc+) / 2, so
 2000 perception + 800 cognition points map to 1.0. ``perception`` and
-``cognition`` are normalised the same way; ``perception_raw`` and
-``cognition_raw`` are the familiar unnormalised sums; ``<subtask>/acc``,
+``cognition`` are normalised the same way; ``<subtask>/acc``,
 ``<subtask>/acc_plus`` are in [0, 1] and ``<subtask>/score`` is out of 200.
-``n`` counts questions.
+``n`` counts questions; ``unparsed`` is the share of replies read as other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 from sweep.errors import SweepError, close_names
-from sweep.evals.benchmarks.base import Benchmark, EvalItem, aligned, mean
-from sweep.evals.scoring import acc_plus, parse_yes_no
+from sweep.evals.benchmarks.base import SHORT_ANSWER, Benchmark, EvalItem, aligned, mean
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 SUBTASKS = PERCEPTION + COGNITION
 _IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
+# The release's own answer-format request, which LLaVA-1.5 replaces by its short-answer line.
+_YES_NO_REQUEST = re.compile(r"\s*Please answer yes or no\.?\s*$")
+
+
+def mme_answer(reply: str) -> str:
+    """The official ``calculation.py`` reading: ``"yes"``, ``"no"`` or ``"other"``."""
+    reply = reply.lower()
+    if reply in ("yes", "no"):
+        return reply
+    head = reply[:4]
+    if "yes" in head:
+        return "yes"
+    if "no" in head:
+        return "no"
+    return "other"
+
+
+def acc_plus(correct_by_image: Mapping[Hashable, Sequence[bool]]) -> tuple[float, float]:
+    """MME's (acc, acc+) in [0, 1]: per-question accuracy, and the share of images
+    whose questions (two per image in MME) are all answered correctly."""
+    if not correct_by_image:
+        raise ValueError("acc_plus needs at least one image")
+    flat = [c for group in correct_by_image.values() for c in group]
+    acc = sum(flat) / len(flat)
+    plus = sum(all(group) for group in correct_by_image.values()) / len(correct_by_image)
+    return acc, plus
 
 
 class MME(Benchmark):
     """MME, all 14 subtasks or a chosen few."""
 
     name = "mme"
+    prompt_template = "{question, without 'Please answer yes or no.'}\n" + SHORT_ANSWER
+    prompt_source = "LLaVA-1.5 playground/data/eval/MME/llava_mme.jsonl, llava/eval/model_vqa_loader.py"
+    reference = "MME eval_tool/calculation.py (via LLaVA's convert_answer_to_mme.py)"
+    max_new_tokens = 128
 
     def __init__(self, root: str | Path, subtasks: Sequence[str] = SUBTASKS) -> None:
         super().__init__(root)
@@ -89,7 +129,7 @@ class MME(Benchmark):
                     items.append(
                         EvalItem(
                             id=f"{task}/{qfile.stem}/{k}",
-                            prompt=question.strip(),
+                            prompt=f"{_YES_NO_REQUEST.sub('', question.strip())}\n{SHORT_ANSWER}",
                             target=answer,
                             image_path=image,
                             meta={"subtask": task, "image": qfile.stem},
@@ -100,11 +140,12 @@ class MME(Benchmark):
     def score(self, items: Sequence[EvalItem], predictions: Mapping[str, str] | Sequence[str]) -> dict[str, float]:
         pairs = aligned(items, predictions)
         by_task: dict[str, dict[str, list[bool]]] = {}
-        for it, pred in pairs:
+        answers = [mme_answer(pred) for _, pred in pairs]
+        for (it, _), answer in zip(pairs, answers):
             per_image = by_task.setdefault(it.meta["subtask"], {})
-            per_image.setdefault(it.meta["image"], []).append(parse_yes_no(pred) == it.target)
+            per_image.setdefault(it.meta["image"], []).append(answer == it.target)
 
-        scores: dict[str, float] = {"n": float(len(pairs))}
+        scores: dict[str, float] = {"n": float(len(pairs)), "unparsed": mean([a == "other" for a in answers])}
         raw: dict[str, float] = {}
         for task, per_image in by_task.items():
             acc, plus = acc_plus(per_image)
@@ -113,7 +154,7 @@ class MME(Benchmark):
         for group, tasks in (("perception", PERCEPTION), ("cognition", COGNITION)):
             present = [raw[t] for t in tasks if t in raw]
             if present:
-                scores[f"{group}_raw"] = sum(present)
+                scores[f"{group}_total"] = sum(present)
                 scores[group] = sum(present) / (200.0 * len(present))
         scores["score"] = mean([r / 200.0 for r in raw.values()])
         return scores

@@ -21,24 +21,30 @@ Two layouts under ``root`` are read; ``validation.jsonl`` wins when both are the
 The validation split has 900 questions. The subject is read from the id
 (``validation_<Subject>_<n>``). Only ``image_1`` is shown to the model, as in the
 official repository's LLaVA evaluation; questions that refer to more images (or
-to images as options) are asked with the first one alone. The ``<image k>``
-placeholders in question and options become plain ``image k``: lmms-eval
-substitutes its image marker for them, but our prompt may hold no marker (the
-caller puts the one image in front). Prompts: multiple choice -> the question,
-the options lettered ``A. ...`` and the answer-with-a-letter instruction; open ->
-the question and the short-answer instruction (lmms-eval's wording).
+to images as options) are asked with the first one alone.
 
-Score: accuracy under MMMU's rule-based parsing (``eval_utils.py`` of the official
-repository). Multiple choice: ``parse_mmmu_choice`` (``(B)``, a lone ``B``, or in
-replies of more than five words the option's text; the last match wins). Where no
-option parses, the official code picks one at random; here the draw is seeded by
-the item id (``random.Random("mmmu/<id>")``), so scores are reproducible and such
-a reply is right about once in #options. Open: ``parse_mmmu_open`` then
-``mmmu_open_match`` (numbers equal after rounding to two decimals, or the gold
-text inside a parsed answer); a gold written as a Python list accepts any entry.
-Sub-scores: ``subject/<name>``, ``discipline/<name>`` (MMMU's six),
-``question_type/{multiple-choice,open}``, and ``unparsed``, the share of
-multiple-choice replies that fell to the random draw.
+Prompt (lmms-eval ``tasks/mmmu``, ``mmmu_val``, not interleaved): multiple choice
+-> the question, the options as ``A. ...`` lines, an empty line and "Answer with
+the option's letter from the given choices directly."; open -> the question, an
+empty line and "Answer the question using a single word or phrase.". The
+``<image k>`` placeholders stay in the text as written, as lmms-eval leaves them
+when it does not interleave images; 16 new tokens at most.
+
+Score: accuracy under the official MMMU rules (``eval_utils.py``). Multiple
+choice (``parse_mmmu_choice``), on the options exactly as released (``<image 2>``
+and all): after the marks ``, . ! ? ; : '`` are stripped from the ends of the
+reply, letters in parentheses (``"(B)"``), else letters standing alone between
+spaces (``"B"``, ``"The answer is C."``, an article ``"A"`` too), else, only in
+replies of more than five words, the options whose text occurs in the reply; of
+several candidates the one that occurs last wins. Where nothing parses the
+official code picks an option at random; here the draw is seeded by the item id
+(``random.Random("mmmu/<id>")``), so scores are reproducible and such a reply is
+right about once in #options. Open (``parse_mmmu_open``, ``mmmu_open_match``):
+numbers equal after rounding to two decimals, or a gold text inside a parsed
+answer; a gold written as a Python list accepts any entry. Sub-scores:
+``subject/<name>``, ``discipline/<name>`` (MMMU's six),
+``question_type/{multiple-choice,open}``, and ``unparsed``, the share of replies
+that fell to the random draw or were blank.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ from sweep.evals.benchmarks.base import (
     lettered,
     mean,
 )
-from sweep.evals.scoring import mmmu_open_match, parse_mmmu_choice, parse_mmmu_open
+from sweep.evals.scoring import blank
 
 QUESTION_TYPES = ("multiple-choice", "open")
 # MMMU's DOMAIN_CAT2SUB_CAT (data_utils.py of the official repository), inverted.
@@ -85,18 +91,124 @@ DISCIPLINES = {
     for subject in subjects
 }
 _PARQUET_COLUMNS = ("id", "question", "options", "answer", "question_type", "subfield", "image_1")
-_IMAGE_REF = re.compile(r"<image (\d+)>")
 _SUBJECT = re.compile(r"(?:dev|validation|test)_(.+)_\d+")
+MC_PROMPT = "{question}\n{choices}\n\n" + LETTER_ANSWER
+OPEN_PROMPT = "{question}\n\n" + SHORT_ANSWER
 
 
 def _letters(n: int) -> list[str]:
     return [chr(ord("A") + i) for i in range(n)]
 
 
+# ---- the official rules (eval_utils.py) -----------------------------------------------------
+
+_EDGE_MARKS = (",", ".", "!", "?", ";", ":", "'")
+
+
+def parse_mmmu_choice(text: str, options: Sequence[str]) -> str | None:
+    """The option letter MMMU's ``parse_multi_choice_response`` reads, or None where it draws at random.
+
+    ``options`` are the option texts, lettered A, B, ...; see the module docstring
+    for the rules.
+    """
+    choices = {letter: str(text) for letter, text in zip(_letters(len(options)), options)}
+    reply = text
+    for mark in _EDGE_MARKS:
+        reply = reply.strip(mark)
+    reply = f" {reply} "
+    candidates = [k for k in choices if f"({k})" in reply]
+    if candidates:
+        positions = [reply.rfind(f"({k})") for k in candidates]
+    else:
+        candidates = [k for k in choices if f" {k} " in reply]
+        positions = [reply.rfind(f" {k} ") for k in candidates]
+    if not candidates and len(reply.split()) > 5:
+        lowered = reply.lower()
+        candidates = [k for k, v in choices.items() if v.lower() in lowered]
+        positions = [lowered.rfind(choices[k].lower()) for k in candidates]
+    if not candidates:
+        return None
+    return candidates[positions.index(max(positions))]
+
+
+# Number patterns of MMMU's extract_numbers: with thousands commas, scientific, plain.
+_NUM_COMMAS = re.compile(r"-?\b\d{1,3}(?:,\d{3})+\b")
+_NUM_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
+_NUM_SIMPLE = re.compile(r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])")
+_KEY_PHRASES = ("could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result ")
+_TRIVIAL_TAILS = frozenset({":", ",", ".", "!", "?", ";", "'"})
+
+
+def _mmmu_normalize(text: str) -> list[str | float]:
+    """MMMU's normalize_str: a number (commas dropped) becomes a float rounded to two
+    decimals; other text is lower-cased, and a single character becomes ``" x"`` and
+    ``"x "`` so that it only matches at a word edge."""
+    text = text.strip()
+    try:
+        return [round(float(text.replace(",", "")), 2)]
+    except ValueError:
+        pass
+    text = text.lower()
+    return [f" {text}", f"{text} "] if len(text) == 1 else [text]
+
+
+def parse_mmmu_open(text: str) -> list[str | float]:
+    """The candidate answers MMMU's ``parse_open_response`` reads from a reply.
+
+    The reply is stripped, its end periods dropped, lower-cased and cut into lines
+    (the official split at ". " before a capital never fires after the
+    lower-casing; kept so). From each line the text after a key phrase (``is``,
+    ``so``, ``thus``, ``therefore``, ``final``, ``answer``, ``result``, ``could
+    be``, and ``=`` in the last line) is kept, the shortest such tail of the line;
+    with no key phrase anywhere the whole reply is the one candidate. Each
+    candidate and each number in it (``1,000``, ``1e-3``, ``-2.5``) is normalised:
+    numbers to floats rounded to two decimals, text lower-cased.
+    """
+    response = text.strip().strip(".").lower()
+    lines = re.split(r"\.\s(?=[A-Z])|\n", response)
+    keys: list[str] = []
+    for index, line in enumerate(lines):
+        phrases = _KEY_PHRASES + (("=",) if index == len(lines) - 1 else ())
+        shortest: str | None = None
+        for phrase in phrases:
+            if phrase in line:
+                tail = line.split(phrase)[-1].strip()
+                # As the official loop: an empty tail so far is replaced by any later one.
+                if not shortest or len(tail) < len(shortest):
+                    shortest = tail
+        if shortest and shortest.strip() not in _TRIVIAL_TAILS:
+            keys.append(shortest)
+    if not keys:
+        keys = [response]
+    candidates = list(keys)
+    for key in keys:
+        candidates += _NUM_COMMAS.findall(key) + _NUM_SCIENTIFIC.findall(key) + _NUM_SIMPLE.findall(key)
+    return list(dict.fromkeys(value for c in candidates for value in _mmmu_normalize(c)))
+
+
+def mmmu_open_match(answers: str | Sequence[str], parsed: Sequence[str | float]) -> bool:
+    """MMMU's eval_open: right when a parsed number equals a gold number (both rounded
+    to two decimals) or a gold text occurs inside a parsed text."""
+    golds = [answers] if isinstance(answers, str) else list(answers)
+    normalised = [value for gold in golds for value in _mmmu_normalize(str(gold))]
+    for pred in parsed:
+        if isinstance(pred, str):
+            if any(isinstance(gold, str) and gold in pred for gold in normalised):
+                return True
+        elif pred in normalised:
+            return True
+    return False
+
+
 class MMMU(Benchmark):
     """MMMU validation split, from a JSON-lines export or the hub's parquet files."""
 
     name = "mmmu"
+    prompt_template = f"multiple-choice: {MC_PROMPT}\nopen: {OPEN_PROMPT}"
+    prompt_source = "lmms-eval tasks/mmmu (mmmu_val.yaml, utils.py construct_prompt, interleaved_format false)"
+    reference = "MMMU eval_utils.py (parse_multi_choice_response, parse_open_response, eval_open)"
+    max_new_tokens = 16
+    path_options = frozenset({"annotations"})
 
     def __init__(self, root: str | Path, annotations: str = "validation.jsonl", split: str = "validation") -> None:
         super().__init__(root)
@@ -144,7 +256,7 @@ class MMMU(Benchmark):
                 raise self._bad(f"{where}.options", f"is {value[:60]!r}, not a list written as a string") from err
             if not isinstance(value, list):
                 raise self._bad(f"{where}.options", f"is a string holding {type(value).__name__}, expected a list")
-        return [_IMAGE_REF.sub(r"image \1", str(v)) for v in value]
+        return [str(v) for v in value]
 
     def _open_answers(self, row: Any, where: str) -> list[str]:
         answer = self._get(row, "answer", (str, int, float, list), where)
@@ -173,7 +285,7 @@ class MMMU(Benchmark):
         items = []
         for where, row in self._rows():
             qid = self._get(row, "id", str, where)
-            question = _IMAGE_REF.sub(r"image \1", self._get(row, "question", str, where).strip())
+            question = self._get(row, "question", str, where)
             qtype = self._get(row, "question_type", str, where)
             if qtype not in QUESTION_TYPES:
                 raise self._bad(f"{where}.question_type", f"is {qtype!r}, not one of {QUESTION_TYPES}")
@@ -185,10 +297,10 @@ class MMMU(Benchmark):
                 target: str | list[str] = self._get(row, "answer", str, where).strip()
                 if target not in _letters(len(options)):
                     raise self._bad(f"{where}.answer", f"is {target!r}, not one of the {len(options)} option letters")
-                prompt = f"{question}\n{lettered(options)}\n{LETTER_ANSWER}"
+                prompt = MC_PROMPT.format(question=question, choices=lettered(options))
             else:
                 target = self._open_answers(row, where)
-                prompt = f"{question}\n{SHORT_ANSWER}"
+                prompt = OPEN_PROMPT.format(question=question)
             subject = _SUBJECT.fullmatch(qid)
             items.append(
                 EvalItem(
@@ -217,10 +329,9 @@ class MMMU(Benchmark):
                     letter = random.Random(f"mmmu/{it.id}").choice(_letters(len(it.meta["options"])))
                 hits.append((it, letter == it.target))
             else:
+                unparsed.append(blank(pred))
                 hits.append((it, mmmu_open_match(it.target, parse_mmmu_open(pred))))
-        scores = {"score": mean([h for _, h in hits]), "n": float(len(hits))}
-        if unparsed:
-            scores["unparsed"] = mean(unparsed)
+        scores = {"score": mean([h for _, h in hits]), "n": float(len(hits)), "unparsed": mean(unparsed)}
         scores.update(grouped_accuracy([(it.meta["question_type"], h) for it, h in hits], "question_type"))
         scores.update(grouped_accuracy([(it.meta["subject"], h) for it, h in hits], "subject"))
         disciplines = [(DISCIPLINES[it.meta["subject"]], h) for it, h in hits if it.meta["subject"] in DISCIPLINES]

@@ -7,12 +7,19 @@ Layout under ``root`` (the official release)::
                         "answers": ["..."] | "...", "type": "Regular Text Recognition"}, ...]
     OCRBench_Images/<image_path>
 
-Score (the official rule): a reply is right when one of the answers occurs in it,
-case-insensitive with newlines read as spaces; for handwritten formulas (dataset
-HME100k) spaces are removed and case kept. The official "final score" is the count
-right out of 1,000; the headline here is that count over the number of questions.
-Sub-scores: accuracy per question ``type/<name>`` and ``text_recognition`` (the six
-recognition types pooled, the official "Text Recognition" out of 300, as a share).
+Prompt (lmms-eval ``tasks/ocrbench``): the question, stripped, with nothing
+added; 128 new tokens at most.
+
+Score (the official rule of the OCRBench repository, ``ocrbench_correct``): a
+reply is right when one of the answers occurs in it, both lower-cased and
+stripped, newlines read as spaces; for handwritten formulas (dataset HME100k)
+spaces are removed from both and case is kept, since LaTeX is case-sensitive.
+(lmms-eval's copy lower-cases HME100k replies too; we keep the official rule.)
+The official "final score" is the count right out of 1,000: ``final_score`` here
+is 1000 x the share right, which is that count on the full set. The headline is
+the share right. Sub-scores: accuracy per question ``type/<name>`` and
+``text_recognition`` (the six recognition types pooled, the official "Text
+Recognition" out of 300, as a share); ``unparsed`` is the share of blank replies.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sweep.evals.benchmarks.base import Benchmark, EvalItem, aligned, grouped_accuracy, mean
-from sweep.evals.scoring import ocr_contains
+from sweep.evals.scoring import blank
 
 RECOGNITION_TYPES = frozenset(
     {
@@ -36,10 +43,28 @@ RECOGNITION_TYPES = frozenset(
 FORMULA_DATASETS = frozenset({"HME100k"})
 
 
+def ocrbench_correct(reply: str, answers: Sequence[str] | str, *, formula: bool = False) -> bool:
+    """OCRBench's rule: one of the answers occurs inside the reply (see the module docstring)."""
+
+    def clean(text: str) -> str:
+        if formula:
+            return text.strip().replace("\n", " ").replace(" ", "")
+        return text.lower().strip().replace("\n", " ")
+
+    reply = clean(reply)
+    golds = [answers] if isinstance(answers, str) else list(answers)
+    return any(clean(str(a)) in reply for a in golds)
+
+
 class OCRBench(Benchmark):
     """OCRBench v1."""
 
     name = "ocrbench"
+    prompt_template = "{question}"
+    prompt_source = "lmms-eval tasks/ocrbench/ocrbench.yaml"
+    reference = "OCRBench official scoring (MultimodalOCR), containment"
+    max_new_tokens = 128
+    path_options = frozenset({"annotations", "images"})
 
     def __init__(self, root: str | Path, annotations: str = "OCRBench.json", images: str = "OCRBench_Images") -> None:
         super().__init__(root)
@@ -67,10 +92,16 @@ class OCRBench(Benchmark):
     def score(self, items: Sequence[EvalItem], predictions: Mapping[str, str] | Sequence[str]) -> dict[str, float]:
         pairs = aligned(items, predictions)
         hits = [
-            (it.meta["type"], ocr_contains(pred, it.target, formula=it.meta["dataset"] in FORMULA_DATASETS))
+            (it.meta["type"], ocrbench_correct(pred, it.target, formula=it.meta["dataset"] in FORMULA_DATASETS))
             for it, pred in pairs
         ]
-        scores = {"score": mean([h for _, h in hits]), "n": float(len(hits))}
+        share = mean([h for _, h in hits])
+        scores = {
+            "score": share,
+            "final_score": 1000.0 * share,
+            "n": float(len(hits)),
+            "unparsed": mean([blank(pred) for _, pred in pairs]),
+        }
         recognition = [h for t, h in hits if t in RECOGNITION_TYPES]
         if recognition:
             scores["text_recognition"] = mean(recognition)

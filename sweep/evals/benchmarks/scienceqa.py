@@ -8,19 +8,32 @@ Layout under ``root`` (the files of the official ScienceQA release)::
     images/test/<pid>/image.png
 
 Only the problems of ``split`` (default ``test``) that have an image are loaded
-(2,017 in the test split), which is the "IMG" subset LLaVA reports. The prompt is
-LLaVA/lmms-eval's: ``Context: <hint>`` when there is one, the question, the lettered
-choices and the answer-with-a-letter instruction.
+(2,017 in the test split), the "IMG" subset LLaVA reports.
 
-Score: accuracy of the picked option, parsed by the official rule
-(``parse_letter_official_scienceqa``: a bare letter, "B. ...", or "The answer is
-B."; an option's text alone is a miss, as in LLaVA's ``eval_science_qa.py``);
-sub-scores per subject
-(``subject/natural science``, ...).
+Prompt (LLaVA-1.5, ``playground/data/eval/scienceqa/llava_test_CQM-A.json`` with
+``model_vqa_science.py --single-pred-prompt``): ``Context: <hint>`` when there is
+a hint, the question, the choices as ``A. ...`` lines, and "Answer with the
+option's letter from the given choices directly."; 1024 new tokens at most.
+
+Score: accuracy of the option read by LLaVA's ``llava/eval/eval_science_qa.py``
+(``scienceqa_pick``), first rule that applies:
+
+1. the reply is exactly one of ``A``-``E`` (no spaces around it);
+2. it is at least three characters long and starts with one of ``A``-``E``
+   followed by ``". "`` (``"B. whale"``);
+3. the pattern ``The answer is ([A-Z]).`` occurs exactly once; its ``.`` is
+   unescaped, so any character but a newline may follow the letter (``"The answer
+   is B, because"`` and ``"The answer is A!"`` are picks, ``"The answer is B"`` at
+   the very end is not, and two such sentences are no pick).
+
+A letter beyond the question's choices, and everything else (the option's text,
+``"(B)"``, ``"b"``), is wrong. Sub-scores per subject (``subject/natural
+science``, ...); ``unparsed`` is the share of replies that name no choice.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,13 +46,33 @@ from sweep.evals.benchmarks.base import (
     lettered,
     mean,
 )
-from sweep.evals.scoring import parse_letter_official_scienceqa
+
+# eval_science_qa.py's --options default: letters A-E, whatever the number of choices.
+SQA_OPTIONS = ("A", "B", "C", "D", "E")
+_STATED = re.compile(r"The answer is ([A-Z]).")
+
+
+def scienceqa_pick(reply: str, n_choices: int) -> str | None:
+    """The letter LLaVA's ``eval_science_qa.py`` reads, or None where it reads no valid choice."""
+    if reply in SQA_OPTIONS:
+        answer: str | None = reply
+    elif len(reply) >= 3 and reply[0] in SQA_OPTIONS and reply[1:3] == ". ":
+        answer = reply[0]
+    else:
+        found = _STATED.findall(reply)
+        answer = found[0] if len(found) == 1 else None
+    return answer if answer in SQA_OPTIONS[:n_choices] else None
 
 
 class ScienceQAImg(Benchmark):
     """ScienceQA, image questions of one split."""
 
     name = "scienceqa_img"
+    prompt_template = "[Context: {hint}\n]{question}\n{choices}\n" + LETTER_ANSWER
+    prompt_source = "LLaVA-1.5 playground/data/eval/scienceqa/llava_test_CQM-A.json, llava/eval/model_vqa_science.py"
+    reference = "LLaVA llava/eval/eval_science_qa.py"
+    max_new_tokens = 1024
+    path_options = frozenset({"images"})
 
     def __init__(self, root: str | Path, split: str = "test", images: str = "images") -> None:
         super().__init__(root)
@@ -69,7 +102,7 @@ class ScienceQAImg(Benchmark):
             items.append(
                 EvalItem(
                     id=str(pid),
-                    prompt=f"{context}{question}\n{lettered(choices)}\n{LETTER_ANSWER}",
+                    prompt=f"{context}{question}\n{lettered([str(c) for c in choices])}\n{LETTER_ANSWER}",
                     target=chr(ord("A") + answer),
                     image_path=self.root / self.images / self.split / str(pid) / str(image),
                     meta={"choices": [str(c) for c in choices], "subject": prob.get("subject", "unknown")},
@@ -79,7 +112,12 @@ class ScienceQAImg(Benchmark):
 
     def score(self, items: Sequence[EvalItem], predictions: Mapping[str, str] | Sequence[str]) -> dict[str, float]:
         pairs = aligned(items, predictions)
-        hits = [(it, parse_letter_official_scienceqa(pred, len(it.meta["choices"])) == it.target) for it, pred in pairs]
-        scores = {"score": mean([h for _, h in hits]), "n": float(len(hits))}
+        picks = [(it, scienceqa_pick(pred, len(it.meta["choices"]))) for it, pred in pairs]
+        hits = [(it, pick == it.target) for it, pick in picks]
+        scores = {
+            "score": mean([h for _, h in hits]),
+            "n": float(len(hits)),
+            "unparsed": mean([pick is None for _, pick in picks]),
+        }
         scores.update(grouped_accuracy([(it.meta["subject"], h) for it, h in hits], "subject"))
         return scores
