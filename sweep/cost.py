@@ -15,9 +15,7 @@ ANSWER_TOKENS = 8  # rough generated/answer length per question, for estimates o
 
 def vision_flops_per_image(vision: Any) -> float:
     """Forward FLOPs of the frozen tower for one image (a ``ClipVision`` or ``MiniVision`` spec)."""
-    patches = (vision.image_size // vision.patch_size) ** 2
-    params = float(vision.params_b) * 1e9 if hasattr(vision, "params_b") else 12.0 * vision.dim ** 2 * vision.layers
-    return 2.0 * params * (patches + 1)
+    return 2.0 * vision.params() * (vision.grid ** 2 + 1)
 
 
 def train_flops(llm: Any, stage: Any, visual_tokens: int, text_tokens: float, samples: float, vision: Any | None) -> float:

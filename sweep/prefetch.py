@@ -27,8 +27,7 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 def uses_hf(cfg: Any, plan: Any) -> bool:
     """Whether any cell needs a Hugging Face model (cheap: no torch import for the mini grid)."""
-    llms = {cfg.llm[cell.llm].kind for cell in plan.cells}
-    return bool(plan.cells) and ("hf" in llms or cfg.vision.kind == "hf_clip")
+    return bool(plan.cells) and cfg.path == "hf"
 
 
 def missing_for(cfg: Any, plan: Any) -> list[str]:

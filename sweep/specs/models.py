@@ -101,6 +101,10 @@ class MiniVision(Spec):
     def grid(self) -> int:
         return self.image_size // self.patch_size
 
+    def params(self) -> float:
+        """Parameters of the encoder blocks (attention 4 d^2 + MLP 8 d^2 each), for cost estimates."""
+        return 12.0 * self.dim ** 2 * self.layers
+
 
 @dataclass(frozen=True, kw_only=True)
 class ClipVision(Spec):
@@ -123,6 +127,9 @@ class ClipVision(Spec):
     @property
     def grid(self) -> int:
         return self.image_size // self.patch_size
+
+    def params(self) -> float:
+        return self.params_b * 1e9
 
 
 Vision = MiniVision | ClipVision
