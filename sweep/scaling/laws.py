@@ -310,7 +310,8 @@ def evaluate(law: Law, theta: np.ndarray, u: np.ndarray, w: np.ndarray, space: s
     if not jac:
         return f, None
     j = law.contract(theta, u, w, np.exp(t - f[..., None]))
-    j[..., law.d_index] = np.exp(-f)
+    # d log f / dD = 1 / f: capped where f is below what a float holds, so a step stays finite.
+    j[..., law.d_index] = np.exp(np.minimum(-f, 700.0))
     return f, j
 
 
