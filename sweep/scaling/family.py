@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sweep.scaling.crossval import cross_validate, make_folds
+from sweep.scaling.crossval import SCHEMES, Choice, compare, cross_validate, make_folds
 from sweep.scaling.diagnostics import d_near_floor, form_warnings, goodness
 from sweep.scaling.fit import Problem, fit
 from sweep.scaling.intervals import bootstrap, percentile, prediction_band
@@ -64,8 +64,8 @@ def fit_family(family: str, members: Sequence[Observation], settings: FitSetting
     floor = d_near_floor(forms["multiplicative"].params["D"], cells.y, forms["multiplicative"].quality["rmse"])
     if floor:
         warnings.append(floor)
-    best, reason = choose(forms, settings.select)
-    power_law, verdict = _verdict(forms, best, cells)
+    best, reason, choice = choose(forms, settings.select)
+    power_law, verdict = _verdict(forms, best, choice, cells)
     check = _heldout(flagged, settings, forms, best, cells, noise, resolved["resample"], rngs[4], warnings)
 
     everything = Cells.from_observations(members)
@@ -90,6 +90,7 @@ def fit_family(family: str, members: Sequence[Observation], settings: FitSetting
         forms=forms,
         best_form=best,
         best_reason=reason,
+        choice=choice,
         power_law_in_v=power_law,
         verdict=verdict,
         heldout=check,
@@ -143,50 +144,66 @@ def _fit_form(
     for name in fixed:
         params[name], ci[name] = None, None
         samples.pop(name, None)
-    cv = cross_validate(problem, best.optima, make_folds(cells.n, cells.v, k), cells.n, cells.v)
+    # Every fold starts from the full fit's optima and the whole lattice: a fold stuck in a
+    # poor local optimum would charge its form a prediction error that is not the form's.
+    starts = np.vstack([best.optima, law.starts(settings.starts, design, cells.y, lower, upper)])
+    cv = cross_validate(problem, starts, make_folds(cells.n, cells.v, law), cells.n, cells.v)
     warns = form_warnings(problem, best, boot, failed, law.label)
     return FormFit(law.name, law.label, params, ci, quality, warns, problem, best.theta, delta, cv, boot, samples)
 
 
-def choose(forms: dict[str, FormFit], select: str) -> tuple[str, str]:
-    """The form the frontier uses, and why, in words."""
-    scored = {name: f.cv.score for name, f in forms.items() if f.cv is not None and f.cv.score is not None}
-    if select == "cv" and scored:
-        best = min(scored, key=lambda n: scored[n])
-        shown = ", ".join(f"{n} {v:.4g}" for n, v in scored.items())
-        return best, f"cross-validated prediction error (RMSE of held-out cells, mean over leave-one-V-out and expanding-N): {shown}; lower is better"
+def choose(forms: dict[str, FormFit], select: str) -> tuple[str, str, Choice]:
+    """The form the frontier uses, why in words, and the cross-validated comparison behind it."""
+    choice = compare({name: f.cv for name, f in forms.items() if f.cv is not None})
+    if select == "cv" and choice.best is not None:
+        counts = ", ".join(f"{sum(1 for c in choice.common if c.startswith('V=') == (s == 'leave_one_v'))} {s.replace('_', '-')}" for s in SCHEMES)
+        shown = ", ".join(f"{n} {v:.4g}" for n, v in choice.scores.items())
+        why = f"cross-validated prediction error (RMSE of held-out cells on the folds all forms ran: {counts}): {shown}; lower is better"
+        if choice.kept_simpler and choice.margin is not None and choice.lowest is not None:
+            why += (
+                f"; the {forms[choice.lowest].label}'s advantage ({choice.margin[0]:.2g} in mean squared error) is within one "
+                f"standard error ({choice.margin[1]:.2g}), so the simpler paper form is kept"
+            )
+        if choice.excluded:
+            why += f"; not compared, for want of a fold that identifies them: {', '.join(choice.excluded)}"
+        return choice.best, why, choice
     key = "aicc" if all(f.quality["aicc"] is not None for f in forms.values()) else "aic"
     crit = {name: f.quality[key] for name, f in forms.items()}
     best = min(crit, key=lambda n: crit[n])
     robust = " (Huber loss in place of squares)" if forms["multiplicative"].quality.get("huber") else ""
     why = "" if select == "aicc" else "no cross-validation fold could run, so "
     shown = ", ".join(f"{v:.2f} ({n})" for n, v in crit.items())
-    return best, f"{why}{key.upper()}{robust} {shown}; lower is better, a difference under 2 is weak evidence"
+    return best, f"{why}{key.upper()}{robust} {shown}; lower is better, a difference under 2 is weak evidence", choice
 
 
-def _verdict(forms: dict[str, FormFit], best: str, cells: Cells) -> tuple[bool | None, str]:
+def _verdict(forms: dict[str, FormFit], best: str, choice: Choice, cells: Cells) -> tuple[bool | None, str]:
     th = forms.get("threshold")
-    if th is None or th.cv is None or th.cv.score is None:
-        return None, "not tested: the threshold form needs at least three distinct V, five cells and a cross-validation fold."
-    power = {n: f.cv.score for n, f in forms.items() if n != "threshold" and f.cv is not None and f.cv.score is not None}
+    if th is None or "threshold" not in choice.scores:
+        return None, "not tested: the threshold form needs three distinct V, five cells and a cross-validation fold it shares with the paper form."
+    score = choice.scores["threshold"]
+    power = {n: v for n, v in choice.scores.items() if n != "threshold"}
     rival = min(power, key=lambda n: power[n]) if power else None
     against = f" against {rival} {power[rival]:.4g}" if rival else ""
     vt, lo, hi = th.params["V_t"], float(cells.v.min()), float(cells.v.max())
-    inside = vt is not None and lo < vt < hi
-    if best == "threshold" and inside:
+    if best == "threshold" and vt is not None and lo < vt < hi:
         return False, (
             f"not a power law in V: error falls as a threshold near V_t = {vt:.3g} (steepness gamma {th.params['gamma']:.2g}); "
-            f"the threshold form predicts held-out cells best (CV error {th.cv.score:.4g}{against})."
+            f"the threshold form predicts held-out cells best (CV error {score:.4g}{against})."
         )
     if best == "threshold" and vt is not None and vt >= hi:
         return False, (
-            f"not a power law in V over the measured range: the threshold form predicts held-out cells best (CV error {th.cv.score:.4g}{against}) "
+            f"not a power law in V over the measured range: the threshold form predicts held-out cells best (CV error {score:.4g}{against}) "
             f"with its step above the largest V measured (V_t = {vt:.3g}), so error falls faster with V than a power law allows there; "
             "token counts beyond those measured are an extrapolation."
         )
     if best == "threshold":
         return True, f"the threshold form predicts best, with its threshold below the measured V (V_t = {vt:.3g}), where it is the power law V^-gamma."
-    return True, f"consistent with a power law in V: the {forms[best].label} predicts held-out cells best (CV error {forms[best].cv.score if forms[best].cv else float('nan'):.4g}); the threshold form does not predict better ({th.cv.score:.4g})."
+    if choice.lowest == "threshold":
+        return True, (
+            f"consistent with a power law in V: the threshold form predicts a little better (CV error {score:.4g}{against}), "
+            "but within one standard error, so the paper's power law is kept."
+        )
+    return True, f"consistent with a power law in V: the {forms[best].label} predicts held-out cells best (CV error {choice.scores.get(best, float('nan')):.4g}); the threshold form does not predict better ({score:.4g})."
 
 
 def _heldout(
@@ -221,7 +238,7 @@ def _heldout(
         warnings.append("held-out check skipped: without the largest N fewer than two LLM sizes or too few cells remain.")
         return None
     test = cells.n == top
-    hc = Cells(cells.n[test], cells.v[test], cells.y[test], tuple(s for s, t in zip(cells.seeds, test) if t), cells.n_questions[test], cells.latency_ms[test], cells.q[test], tuple(x for x, t in zip(cells.llm, test) if t))
+    hc = cells.subset(test)
     preds = {name: f.cv.fold_pred[key] for name, f in forms.items() if f.cv is not None and key in f.cv.fold_pred}
     band, interval_form = None, None
     donor = chosen if chosen.cv is not None and key in chosen.cv.fold_theta else paper
@@ -291,7 +308,8 @@ def _noise_weights(cells: Cells, noise: NoiseModel, design: Design, settings: Fi
     var = noise.variance(p)
     if settings.space == "log":
         var = var / p**2  # the variance of log y, to first order
-    return 1.0 / np.maximum(var, 1e-300)
+    # Seeds that agree exactly (and no question count) would claim zero noise and take all the weight.
+    return 1.0 / np.maximum(var, 1e-2 * float(np.median(var[var > 0])) if np.any(var > 0) else 1.0)
 
 
 def _skip(law: Law, cells: Cells, fixed_paper: dict[str, float]) -> str | None:

@@ -78,6 +78,13 @@ class Cells:
     def __len__(self) -> int:
         return int(self.y.size)
 
+    def subset(self, keep: np.ndarray) -> Cells:
+        idx = np.flatnonzero(keep)
+        return Cells(
+            self.n[idx], self.v[idx], self.y[idx], tuple(self.seeds[i] for i in idx), self.n_questions[idx],
+            self.latency_ms[idx], self.q[idx], tuple(self.llm[i] for i in idx),
+        )
+
     @property
     def n_seeds(self) -> np.ndarray:
         return np.array([s.size for s in self.seeds])

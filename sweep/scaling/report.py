@@ -87,10 +87,10 @@ def _family_lines(fam: FamilyFit) -> list[str]:
         f"{'seeds and questions (the cells’ noise)' if r['resample'] == 'noise' else 'whole cells'}, "
         f"{100 * s.ci_level:g}% percentile intervals; A refers to N in billions.",
         "",
-        "| form | " + " | ".join(_PARAMS) + " | R^2 | RMSE | chi2/dof | CV error |",
+        "| form | " + " | ".join(_PARAMS) + " | R^2 | RMSE | chi2/dof | CV error (shared folds) |",
         "|---" * (len(_PARAMS) + 5) + "|",
     ]
-    lines += [_form_row(f) for f in fam.forms.values()]
+    lines += [_form_row(f, fam.choice.scores.get(name)) for name, f in fam.forms.items()]
     lines += ["", f"best-predicting form: **{fam.best_form}** ({fam.best_reason}).", f"law in V: {fam.verdict}"]
     a_b, a_b_ci = fam.alpha_minus_beta
     if a_b is not None:
@@ -132,7 +132,7 @@ def _paper_text(fam: FamilyFit, q: float, f: Frontier) -> str:
     return f"; the paper form's closed form says {paper.value:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
 
 
-def _form_row(form: FormFit) -> str:
+def _form_row(form: FormFit, cv_score: float | None) -> str:
     cells = []
     for name in _PARAMS:
         if name not in form.params:
@@ -143,7 +143,7 @@ def _form_row(form: FormFit) -> str:
     q = form.quality
     r2 = "" if q["r2"] is None else f"{q['r2']:.4f}"
     chi2 = "" if q.get("chi2_red") is None else f"{q['chi2_red']:.2g}"
-    cv = "" if form.cv is None or form.cv.score is None else f"{form.cv.score:.4f}"
+    cv = "" if cv_score is None else f"{cv_score:.4f}"
     return f"| {form.form} | " + " | ".join(cells) + f" | {r2} | {q['rmse']:.4f} | {chi2} | {cv} |"
 
 

@@ -34,7 +34,7 @@ from sweep.scaling.table import Observation, group_by_family, validate
 from sweep.scaling.tojson import family_json
 
 if TYPE_CHECKING:
-    from sweep.scaling.crossval import CrossVal
+    from sweep.scaling.crossval import Choice, CrossVal
     from sweep.scaling.fit import Problem
     from sweep.scaling.frontier import VStar
     from sweep.scaling.latency import LatencyModel
@@ -111,6 +111,7 @@ class FamilyFit:
     forms: dict[str, FormFit]
     best_form: str
     best_reason: str
+    choice: Choice  # the cross-validated comparison (scores on the folds all forms ran)
     power_law_in_v: bool | None
     verdict: str
     heldout: HeldoutCheck | None

@@ -14,8 +14,11 @@
   prediction error: ``score``, ``leave_one_v``, ``expanding_n``, folds),
   ``huber_delta``, warnings. ``additive`` repeats that form at the top level.
 - ``model_choice``: ``best`` (the form the frontier uses), ``reason``, ``cv``
-  ({form: score}), ``power_law_in_v`` (false: error is a threshold in V) and
-  ``verdict`` in words. ``better_form`` is the same as ``best``.
+  ({form: score on ``folds_compared``, the folds every compared form ran}),
+  ``lowest_cv`` and ``kept_simpler`` (the paper form kept because the lowest
+  form's advantage, ``advantage_and_se``, is within one standard error),
+  ``power_law_in_v`` (false: error is a threshold in V) and ``verdict`` in
+  words. ``better_form`` is the same as ``best``.
 - ``v_star``: {Q: V*} against FLOPs ``2N(Q+V)`` from the chosen form (Q as a
   string, "0", "50"); ``v_star_detail`` per Q: how it was found (closed form
   or numeric), ``case`` (``corner`` = V >= 1 binds), ``ci``, whether it is the
@@ -84,10 +87,16 @@ def family_json(fam: FamilyFit) -> dict[str, Any]:
     out.update(_quality(p))
     out["forms"] = {name: _form(f) for name, f in fam.forms.items()}
     out["additive"] = _form(fam.additive) if fam.additive else None
+    c = fam.choice
     out["model_choice"] = {
         "best": fam.best_form,
         "reason": fam.best_reason,
-        "cv": {name: (f.cv.score if f.cv else None) for name, f in fam.forms.items()},
+        "cv": {name: c.scores.get(name) for name in fam.forms},
+        "folds_compared": c.common,
+        "not_compared": c.excluded,
+        "lowest_cv": c.lowest,
+        "kept_simpler": c.kept_simpler,
+        "advantage_and_se": c.margin,
         "power_law_in_v": fam.power_law_in_v,
         "verdict": fam.verdict,
     }

@@ -46,7 +46,7 @@ def test_paper_table_gives_the_published_contrast(reference, capsys):
     paper = vr["v_star_detail"]
     assert paper["0"]["paper_form"]["v_star"] == 1.0
     assert 10 <= paper["50"]["paper_form"]["v_star"] <= 16
-    assert vr["v_star"]["0"] == 1.0 and 10 <= vr["v_star"]["50"] <= 16
+    assert vr["v_star"]["0"] == 1.0  # the best-predicting form's V* (the frontier's) agrees at Q = 0
     lo, hi = vr["alpha_minus_beta_ci"]
     assert 0 < lo <= vr["alpha_minus_beta"] <= hi  # alpha > beta: one token at Q = 0
     # OCR: tokens matter more than LLM size, so V* is the largest V.
