@@ -82,7 +82,7 @@ def _numeric_vstar(value: float | None, v_max: float, free: bool, cost: CostMode
     if value is None:
         return VStar(None, None, "unknown", f"no budget in the measured range affords an LLM under this {cost.kind} model.")
     case = "corner" if value <= 1.0 + 1e-6 else ("cap" if value >= v_max * (1 - 1e-6) else "interior")
-    where = "the same at every budget" if free else f"at the middle budget {reference:.3g} {cost.unit}; it moves with the budget (see the rows)"
+    where = "the same at every budget" if free else f"at the middle budget {reference:.3g} {cost.unit} (the frontier rows give it per budget)"
     return VStar(value, None, case, f"numeric optimum of the {label} on the budget line, {where}.")
 
 

@@ -94,7 +94,9 @@ def _panel(ax, fam: FamilyFit, obs: list[Observation], cost: CostModel, frontier
         # where the frontier is an extrapolation of the law.
         inside = (n_opt >= min(n_all) / 1.001) & (n_opt <= max(n_all) * 1.001)
         vs = frontier.v_star.value
-        shown = f"V* = {vs:.3g}" if frontier.budget_free or frontier.v_range is None else f"V* {frontier.v_range[0]:.3g}-{frontier.v_range[1]:.3g}"
+        span = frontier.v_range
+        moves = not frontier.budget_free and span is not None and span[1] > span[0] * (1 + 1e-6)
+        shown = f"V* {span[0]:.3g}-{span[1]:.3g}" if moves and span is not None else f"V* = {vs:.3g}"
         ax.plot(c_line, np.where(inside, curve, np.nan), color="black", lw=2.2, ls="--", label=f"optimal frontier ({best.form}, {shown})")
         ax.plot(c_line, np.where(inside, np.nan, curve), color="black", lw=1.0, ls=":", label="frontier, extrapolated N")
     if any(o.heldout for o in obs):

@@ -121,7 +121,9 @@ def _vstar_text(f: Frontier) -> str:
     if vs.value is None:
         return f"V* unknown ({vs.note})"
     ci = f" [{f.ci[0]:.3g}, {f.ci[1]:.3g}]" if f.ci else ""
-    moves = "" if f.budget_free or f.v_range is None else f", {f.v_range[0]:.3g} to {f.v_range[1]:.3g} over the measured budgets"
+    moves = ""
+    if not f.budget_free and f.v_range is not None and f.v_range[1] > f.v_range[0] * (1 + 1e-6):
+        moves = f", {f.v_range[0]:.3g} to {f.v_range[1]:.3g} over the measured budgets"
     return f"V* = {vs.value:.3g}{ci}{moves} ({f.form}, {vs.case}: {vs.note})"
 
 
