@@ -16,6 +16,10 @@ from sweep.scaling import FitBounds, FitSettings, Observation, fit_study
 def test_the_config_section_is_the_dataclass_defaults():
     # conf/config.yaml writes every key out; it must say what FitSettings() says.
     assert FitSettings.from_mapping(resolved(compose([]))["fit"]) == FitSettings()
+    # And the typed root config carries it as its fit section.
+    from sweep.specs.config import Config
+
+    assert Config.parse(resolved(compose(["fit.space=log"])), "").fit == FitSettings(space="log")
 
 
 def test_mapping_round_trip_and_lists_become_tuples():
@@ -36,12 +40,13 @@ def test_mapping_round_trip_and_lists_become_tuples():
         ({"n_boot": True}, "fit.n_boot", "whole number"),
         ({"n_boot": -1}, "fit.n_boot", "negative"),
         ({"huber_delta": -0.1}, "fit.huber_delta", "positive"),
-        ({"huber_delta": "small"}, "fit.huber_delta", "not a number"),
+        ({"huber_delta": "small"}, "fit.huber_delta", "finite number"),
         ({"metric_range": "any"}, "fit.metric_range", "unit, positive"),
         ({"forms": ["power"]}, "fit.forms", "not a form"),
-        ({"forms": "additive"}, "fit.forms", "not a list"),
+        ({"forms": "additive"}, "fit.forms", "must be a list"),
         ({"bounds": {"alpha": [2, 1]}}, "fit.bounds.alpha", "0 <= low < high"),
-        ({"bounds": {"gamma": [0, 1]}}, "fit.bounds.gamma", "not a bounded parameter"),
+        ({"bounds": {"gamma": [0, 1]}}, "fit.bounds.gamma", "unknown key"),
+        ({"bounds": {"alpha": [0, 1, 2]}}, "fit.bounds.alpha", "2 items"),
         ({"ci_level": 95}, "fit.ci_level", "outside"),
         ({"cost": "dollars"}, "fit.cost", "flops"),
         ({"starts": [0, 1]}, "fit.starts", "positive"),
