@@ -245,10 +245,11 @@ def run_fit_after(cfg: Any, plan: Any) -> None:
 
 
 def cmd_fit(args: Args) -> int:
-    from sweep.fitting import fit_csv, fit_sweep
+    from sweep.fitting import check_fit_overrides, csv_settings, fit_csv, fit_sweep
 
     if args.csv:
-        return fit_csv(Path(args.csv), args.n_unit, as_json=args.json)
+        return fit_csv(Path(args.csv), args.n_unit, as_json=args.json, settings=csv_settings(args.overrides))
+    check_fit_overrides(args.overrides)
     cfg, plan = load(args.overrides)
     fit_sweep(cfg, plan, as_json=args.json)
     return 0

@@ -58,6 +58,7 @@ def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
         assert m["V"] == float(p["cell.visual_tokens"])
         assert m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + m["V"]), rel=1e-6)
         assert any(k.startswith("acc/reasoning/") for k in m)
+        assert m["questions/reasoning"] > 0 and m["questions/ocr"] > 0 and m["latency/prefill_ms"] > 0  # the fitter's noise and cost
     trains = [r for r in jobs if r.data.tags["sweep_kind"] == "train"]
     for run in trains:
         history = sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda h: h.step)
@@ -67,6 +68,7 @@ def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
     fit_run = by_role["fit"][0]  # the fit ran after the sweep and logged its run
     for family in ("reasoning", "ocr"):
         assert {f"{family}/alpha", f"{family}/beta", f"{family}/D", f"{family}/v_star/0"} <= set(fit_run.data.metrics)
+    assert fit_run.data.params["fit.n_boot"] == "50"  # the settings used are recorded
     assert {"fit/figure1.png", "fit/heatmap.png"} <= {a.path for a in client.list_artifacts(parent_id, "fit")}
 
     t0 = time.time()

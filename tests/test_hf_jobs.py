@@ -108,6 +108,7 @@ def test_stage1_stage2_eval(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert m["error/reasoning"] == pytest.approx(1 - m["bench/pope/score"])
     assert m["error/ocr"] == pytest.approx(1 - m["bench/textvqa/score"])
     assert m["V"] == 1.0 and m["Q"] > 5 and m["N"] > 0 and m["latency/prefill_ms"] > 0
+    assert m["questions/reasoning"] == m["bench/pope/n"] and m["questions/ocr"] == m["bench/textvqa/n"]  # the fitter's noise
     assert m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + 1))
 
 

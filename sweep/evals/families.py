@@ -43,3 +43,20 @@ def family_errors(scores: Mapping[str, float], families: Mapping[str, Sequence[s
                 )
         errors[family] = 1.0 - sum(scores[b] for b in members) / len(members)
     return errors
+
+
+def family_questions(counts: Mapping[str, float], families: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """``{family: effective number of questions}`` behind each family's error.
+
+    A family's error is an equal-weight mean of K member scores, member k
+    averaging ``n_k`` questions; if every member had the same accuracy p its
+    binomial variance would be ``p (1 - p) / n`` with ``n = K^2 / sum(1 / n_k)``.
+    The scaling fitter reads this as the family's sampling noise. Families
+    with a member of unknown count are left out.
+    """
+    out = {}
+    for family, members in families.items():
+        sizes = [counts.get(b) for b in members]
+        if members and all(s is not None and s > 0 for s in sizes):
+            out[family] = len(sizes) ** 2 / sum(1.0 / float(s) for s in sizes)  # type: ignore[arg-type]
+    return out

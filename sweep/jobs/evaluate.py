@@ -13,12 +13,16 @@ fitter, keep them (the shared ones come from ``sweep.jobs.eval_flow``):
   ``flops/llm_prefill`` (attention included), ``flops/question_pass`` (the LLM pass
   over the question that question-aware compressors need, else 0), ``flops/total``
 * ``eval/questions``, ``eval/questions_per_s``, ``eval/seconds``
+* ``questions/<family>`` the effective number of questions behind ``error/<family>`` (its noise)
+* ``latency/prefill_ms`` median wall time of a batch-1 prefill (compressor, projector,
+  LLM; the vision features are cached, so the vision tower is not in it)
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweep.jobs.context import JobContext
 
@@ -82,8 +86,9 @@ def run(ctx: JobContext) -> dict[str, float]:
     n, v = non_embedding_params(model.llm), model.visual_tokens
     q = q_tokens / max(1, len(chosen))
     metrics = {f"acc/{family}/{t}": scores[t] for family, members in families.items() for t in members}
+    counts = {name: float((types == k).sum()) for k, name in enumerate(qtypes) if name in scores}
     metrics.update(cell_metrics(scores, {f: m for f, m in families.items() if m}, n=n, v=v, q=q,
-                                questions=len(chosen), t0=t0))
+                                questions=len(chosen), t0=t0, counts=counts))
     prefill = llm_forward_flops(model.llm, q + v)
     question_pass = llm_forward_flops(model.llm, q) if model.compressor.needs_question else 0.0
     projector = 2.0 * sum(p.numel() for p in model.projector.parameters()) * v
@@ -98,5 +103,19 @@ def run(ctx: JobContext) -> dict[str, float]:
         "flops/question_pass": question_pass,
         "flops/total": vision + compressor + projector + prefill + question_pass,
         "eval/questions_per_s": len(chosen) / seconds if seconds > 0 else 0.0,
+        "latency/prefill_ms": _prefill_ms(model, make_batch(cache, chosen[:1], pad_id), eos_id),
     })
     return metrics
+
+
+def _prefill_ms(model: Any, batch: dict[str, Any], eos_id: int, repeats: int = 5) -> float:
+    """Median ms of one question's prefill (after a warm-up): compress, project, one LLM pass to the first token."""
+    inputs = {k: v for k, v in batch.items() if k != "a_ids"}
+
+    def once() -> float:
+        t = time.perf_counter()
+        model.generate(**inputs, max_tokens=1, eos_id=eos_id)
+        return (time.perf_counter() - t) * 1000.0
+
+    once()
+    return statistics.median(once() for _ in range(repeats))

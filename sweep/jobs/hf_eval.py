@@ -14,6 +14,8 @@ Metrics (the scaling fitter reads ``error/<family>``, ``N``, ``V``, ``Q``,
 * ``N`` (non-embedding LLM params), ``V``, ``Q`` (mean prompt tokens, image marker excluded)
 * ``flops/inference`` = 2 N (Q + V)
 * ``latency/prefill_ms``: median wall time of one batch-1 prefill (vision + connector + LLM)
+* ``questions/<family>``: effective number of questions behind ``error/<family>`` (from each
+  benchmark's ``n``), its binomial noise for the scaling fitter
 
 Each benchmark's answers are written to ``predictions/<name>.jsonl`` ({id, prediction})
 and logged as an artifact, so a score can be recomputed from them.
@@ -112,7 +114,8 @@ def run(ctx: JobContext) -> dict[str, float]:
     prompt_tokens, n_prompts = int(distributed.total(prompt_tokens)), int(distributed.total(n_prompts))
     if not world.leader:
         return {}
+    counts = {b: metrics[f"bench/{b}/n"] for b in scores if f"bench/{b}/n" in metrics}
     metrics.update(cell_metrics(scores, spec.families, n=vlm.n_params, v=vlm.visual_tokens,
-                                q=prompt_tokens / max(1, n_prompts), questions=n_prompts, t0=t0))
+                                q=prompt_tokens / max(1, n_prompts), questions=n_prompts, t0=t0, counts=counts))
     metrics["latency/prefill_ms"] = _prefill_ms(vlm, *sample) if sample is not None else 0.0
     return metrics

@@ -3,10 +3,11 @@
 A number printed with a confidence interval looks trustworthy; these checks
 say when it is not, in words a reader can act on::
 
-    warnings = form_warnings(problem, best, boot_thetas, failed, y)
+    warnings = form_warnings(problem, best, boot_thetas, failed, label)
 
-and ``goodness`` gives R^2, RMSE and the information criteria used to choose
-between the two forms.
+and ``goodness`` gives R^2, RMSE, the information criteria and, where the
+cells' noise is known, the reduced chi-square (how many times their sampling
+noise the law misses them by).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from sweep.scaling.fit import FitResult, Problem, bound_fraction, on_bounds
 
-PUBLIC = {"log_a": "A", "log_b": "B", "alpha": "alpha", "beta": "beta", "D": "D"}
+PUBLIC = {"log_a": "A", "log_b": "B", "alpha": "alpha", "beta": "beta", "D": "D", "gamma": "gamma", "w_t": "V_t"}
 
 # What a parameter stuck on a bound means for the study, per (name, side).
 _BOUND_MEANING = {
@@ -29,11 +30,13 @@ _BOUND_MEANING = {
     ("log_b", "lower"): "the V-dependent term vanishes",
     ("log_a", "upper"): "the power term is implausibly large",
     ("log_b", "upper"): "the power term is implausibly large",
+    ("gamma", "lower"): "the step in V is too gradual to place",
+    ("gamma", "upper"): "the step in V is a jump between two measured token counts",
 }
 
 # Spread among equally good optima above which a parameter is called poorly
 # determined: exponents and D are compared directly, scales on the log scale.
-_SPREAD_LIMIT = {"alpha": 0.01, "beta": 0.01, "D": 0.005, "log_a": 0.05, "log_b": 0.05}
+_SPREAD_LIMIT = {"alpha": 0.01, "beta": 0.01, "D": 0.005, "log_a": 0.05, "log_b": 0.05, "gamma": 0.05, "w_t": 0.05}
 
 
 def form_warnings(problem: Problem, best: FitResult, boot: np.ndarray | None, failed: int, label: str) -> list[str]:
@@ -41,7 +44,10 @@ def form_warnings(problem: Problem, best: FitResult, boot: np.ndarray | None, fa
     out = []
     if not best.converged:
         out.append(f"{label}: the optimiser stopped without converging ({best.message}); the estimates may be off.")
+    # Where the threshold sits is the verdict's subject (below the data: a power law), not a defect.
     for name, side in on_bounds(problem, best.theta).items():
+        if name == "w_t":
+            continue
         value = best.theta[problem.law.names.index(name)]
         shown = f"{np.exp(value):.3g}" if name.startswith("log_") else f"{value:.3g}"
         out.append(f"{label}: {PUBLIC[name]} sits on its {side} bound ({shown}): {_BOUND_MEANING[(name, side)]}.")
@@ -57,6 +63,8 @@ def form_warnings(problem: Problem, best: FitResult, boot: np.ndarray | None, fa
             out.append(f"{label}: starts that reach the same loss disagree on {PUBLIC[name]} by {best.spread[i]:.3g}; it is poorly determined.")
     if boot is not None:
         for name, frac in bound_fraction(problem, boot).items():
+            if name == "w_t":
+                continue
             # More than the 2.5% tail on a bound: the 95% interval ends at the
             # bound, so its end there is the box, not the data.
             if frac > 0.025:
@@ -77,24 +85,22 @@ def d_near_floor(d: float, y: np.ndarray, rmse: float) -> str | None:
     return None
 
 
-def goodness(y: np.ndarray, pred: np.ndarray, k: int, huber_delta: float | None = None) -> dict[str, float | None]:
-    """R^2, RMSE and AIC / AICc / BIC for ``k`` free parameters.
+def goodness(y: np.ndarray, pred: np.ndarray, k: int, objective: float, variance: np.ndarray | None = None) -> dict[str, float | None]:
+    """R^2 and RMSE (metric units), AIC / AICc / BIC for ``k`` free parameters, reduced chi-square.
 
-    The criteria use the Gaussian likelihood, ``n log(RSS / n)``; with a Huber
-    fit the squares are replaced by Huber's function, so that one outlier the
-    fit chose to discount does not decide which form "fits better".
+    The criteria use the Gaussian likelihood ``n log(mean loss)`` with the
+    fit's own objective (``objective``: weighted mean of the squared or Huber
+    residuals in the fit's space), so that one outlier a Huber fit chose to
+    discount does not decide which form "fits better". ``variance`` (each
+    cell mean's sampling variance) gives ``chi2_red``: about 1 when the law
+    misses the cells by their noise only, well above 1 when it misfits.
     """
     n = y.size
     r = y - pred
     rss = float(np.sum(r**2))
     tss = float(np.sum((y - y.mean()) ** 2))
-    if huber_delta is None:
-        fit_loss = rss
-    else:
-        a = np.abs(r)
-        fit_loss = float(np.sum(np.where(a <= huber_delta, r**2, 2 * huber_delta * a - huber_delta**2)))
     # A perfect fit would send the log to -inf; floor it at machine precision.
-    ll_term = n * np.log(max(fit_loss, 1e-300) / n)
+    ll_term = n * np.log(max(objective, 1e-300))
     aic = float(ll_term + 2 * k)
     return {
         "r2": 1.0 - rss / tss if tss > 0 else None,
@@ -105,4 +111,5 @@ def goodness(y: np.ndarray, pred: np.ndarray, k: int, huber_delta: float | None 
         "bic": float(ll_term + k * np.log(n)),
         "n": n,
         "k": k,
+        "chi2_red": float(np.sum(r**2 / variance) / (n - k)) if variance is not None and n > k and np.all(variance > 0) else None,
     }

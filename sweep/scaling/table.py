@@ -2,10 +2,16 @@
 
 The fitter's input is a flat list of :class:`Observation`; the MLflow reader
 builds it from runs, ``read_csv`` from a file with the columns
-``family,N,V,error`` (optional ``Q``, ``llm``, ``heldout``)::
+``family,N,V,error`` (optional ``Q``, ``llm``, ``heldout``, ``n_questions``,
+``seed``, ``latency_ms``)::
 
     obs = read_csv("results.csv", n_unit="auto")   # N in parameters or billions
     validate(obs)                                   # raises SweepError on bad input
+    read_csv("losses.csv", metric_range="positive") # any positive metric, e.g. a loss in nats
+
+Several rows of one (family, N, V) with different ``seed`` are the seeds of one
+cell; ``n_questions`` is the number of questions behind the score (its
+binomial noise) and ``latency_ms`` the measured prefill latency.
 
 Every problem is a :class:`sweep.errors.SweepError` naming the file, the row
 (as numbered by a spreadsheet: the header is row 1) and the column, and saying
@@ -24,8 +30,9 @@ from pathlib import Path
 from sweep.errors import SweepError, close_names
 
 REQUIRED_COLUMNS = ("family", "N", "V", "error")
-OPTIONAL_COLUMNS = ("Q", "llm", "heldout")
+OPTIONAL_COLUMNS = ("Q", "llm", "heldout", "n_questions", "seed", "latency_ms")
 N_UNITS = ("auto", "params", "billions")
+METRIC_RANGES = ("unit", "positive")
 
 # The paper form has four free parameters (A, alpha, beta, D): a family needs at
 # least that many fitted points for the fit to be determined at all.
@@ -47,10 +54,13 @@ class Observation:
     family: str
     N: float  # LLM parameters (a count, not billions)
     V: float  # visual tokens per image
-    error: float  # 1 - mean accuracy over the family, in [0, 1]
+    error: float  # 1 - mean accuracy over the family, in [0, 1] (or any positive metric)
     Q: float | None = None  # text tokens per query, where the source says
     llm: str | None = None  # the LLM's name, for labels
     heldout: bool = False  # predicted by the fit, never used to fit it
+    n_questions: float | None = None  # effective number of questions behind the error (binomial noise)
+    seed: int | None = None  # training seed; rows of one cell with different seeds are its seeds
+    latency_ms: float | None = None  # measured prefill latency of the cell
 
 
 @dataclass(frozen=True)
@@ -62,12 +72,12 @@ class CsvTable:
     note: str  # one line saying so, for the CLI to print
 
 
-def read_csv(path: str | Path, n_unit: str = "auto") -> list[Observation]:
+def read_csv(path: str | Path, n_unit: str = "auto", metric_range: str = "unit") -> list[Observation]:
     """Observations from a CSV file, validated; N is converted to parameters."""
-    return load_csv(path, n_unit).observations
+    return load_csv(path, n_unit, metric_range).observations
 
 
-def load_csv(path: str | Path, n_unit: str = "auto") -> CsvTable:
+def load_csv(path: str | Path, n_unit: str = "auto", metric_range: str = "unit") -> CsvTable:
     """Like :func:`read_csv`, and also say which unit the N column was read in."""
     path = Path(path)
     if n_unit not in N_UNITS:
@@ -94,10 +104,16 @@ def load_csv(path: str | Path, n_unit: str = "auto") -> CsvTable:
         v = _number(path, row, line, "V")
         _check_positive(path, line, "V", v, "V is the number of visual tokens, at least 1")
         err = _number(path, row, line, "error")
-        _check_error(f"{path}: row {line}, column error", err)
+        _check_error(f"{path}: row {line}, column error", err, metric_range)
         q = _optional_number(path, row, line, "Q")
         if q is not None and q < 0:
             raise SweepError(f"{path}: row {line}, column Q", f"Q = {q:g} is negative", "Q counts text tokens: use 0 or more, or leave it empty.")
+        n_q = _optional_number(path, row, line, "n_questions")
+        if n_q is not None:
+            _check_positive(path, line, "n_questions", n_q, "n_questions is how many questions the score averages over")
+        latency = _optional_number(path, row, line, "latency_ms")
+        if latency is not None:
+            _check_positive(path, line, "latency_ms", latency, "latency_ms is the measured prefill time in milliseconds")
         obs.append(
             Observation(
                 family=family,
@@ -107,15 +123,20 @@ def load_csv(path: str | Path, n_unit: str = "auto") -> CsvTable:
                 Q=q,
                 llm=row.get("llm") or None,
                 heldout=_flag(path, row, line),
+                n_questions=n_q,
+                seed=_seed(path, row, line),
+                latency_ms=latency,
             )
         )
-    validate(obs, source=str(path))
+    validate(obs, source=str(path), metric_range=metric_range)
     note = f"{path}: N read in {unit}" + (" (detected from the values)" if n_unit == "auto" else "")
     return CsvTable(obs, unit, note)
 
 
-def validate(observations: Sequence[Observation], source: str = "observations") -> None:
+def validate(observations: Sequence[Observation], source: str = "observations", metric_range: str = "unit") -> None:
     """Raise SweepError for input the fitter cannot use; return None when it can."""
+    if metric_range not in METRIC_RANGES:
+        raise SweepError("fit.metric_range", f"{metric_range!r} is not a range", f"use one of {', '.join(METRIC_RANGES)}.")
     if not observations:
         raise SweepError(source, "there are no observations", "run the sweep's eval jobs first, or give a CSV with rows.")
     for i, o in enumerate(observations):
@@ -123,13 +144,13 @@ def validate(observations: Sequence[Observation], source: str = "observations") 
         for name, value in (("N", o.N), ("V", o.V)):
             if not _finite(value) or value <= 0:
                 raise SweepError(f"{where} ({name})", f"{name} = {value} is not a positive number", f"{name} must be > 0; drop or fix this result.")
-        _check_error(f"{where} (error)", o.error)
+        _check_error(f"{where} (error)", o.error, metric_range)
     for family, members in group_by_family(observations).items():
-        fitted = [o for o in members if not o.heldout]
+        fitted = {(o.N, o.V) for o in members if not o.heldout}
         if len(fitted) < MIN_POINTS:
             raise SweepError(
                 f"{source}: family {family}",
-                f"has {len(fitted)} fitted point(s), fewer than the {MIN_POINTS} parameters of the law (A, alpha, beta, D)",
+                f"has {len(fitted)} fitted cell(s), fewer than the {MIN_POINTS} parameters of the law (A, alpha, beta, D)",
                 f"add results for more (N, V) cells of {family}, at least {MIN_POINTS} not marked held-out, or drop the family.",
             )
 
@@ -169,6 +190,16 @@ def _optional_number(path: Path, row: dict[str, str], line: int, col: str) -> fl
     return _number(path, row, line, col) if row.get(col) else None
 
 
+def _seed(path: Path, row: dict[str, str], line: int) -> int | None:
+    text = row.get("seed", "")
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SweepError(f"{path}: row {line}, column seed", f"{text!r} is not a whole number", "write the training seed as an integer (0, 1, 2), or leave it empty.") from None
+
+
 def _flag(path: Path, row: dict[str, str], line: int) -> bool:
     text = row.get("heldout", "").lower()
     if text in _TRUE:
@@ -183,10 +214,18 @@ def _check_positive(path: Path, line: int, col: str, value: float, meaning: str)
         raise SweepError(f"{path}: row {line}, column {col}", f"{col} = {value:g} is not positive", f"{meaning}; fix or drop this row.")
 
 
-def _check_error(where: str, value: float) -> None:
+def _check_error(where: str, value: float, metric_range: str = "unit") -> None:
+    if metric_range == "positive":
+        if not _finite(value) or value <= 0.0:
+            raise SweepError(where, f"value = {value} is not a positive number", "with fit.metric_range=positive every value must be > 0 (the laws are sums of positive terms).")
+        return
     if not _finite(value) or not 0.0 <= value <= 1.0:
-        hint = " It looks like a percentage: divide by 100." if _finite(value) and 1.0 < value <= 100.0 else ""
-        raise SweepError(where, f"error = {value} is outside [0, 1]", "error is 1 - accuracy as a fraction (0.25 for 75% accuracy)." + hint)
+        raise SweepError(
+            where,
+            f"error = {value} is outside [0, 1] (fit.metric_range=unit)",
+            "error is 1 - accuracy as a fraction (0.25 for 75% accuracy): if these are percentages, divide by 100; "
+            "if the column is another positive metric (a loss in nats, a perplexity), fit it with fit.metric_range=positive.",
+        )
 
 
 def _resolve_unit(path: Path, values: list[float], n_unit: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from launchers.config import Launcher
 from sweep.errors import SweepError, close_names
+from sweep.scaling.settings import FitSettings
 from sweep.specs.data import BenchmarkEval, Data, Eval, LlavaData, SyntheticData, SyntheticEval
 from sweep.specs.models import HFLLM, LLM, ClipVision, CompressorEntry, MiniLLM, MiniVision, Vision
 from sweep.specs.schema import Spec, at_least, incidental, non_empty, positive, probability, semantic
@@ -58,17 +59,6 @@ class Cost(Spec):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Fit(Spec):
-    """Scaling-law fit settings (python -m sweep fit; also after `run`)."""
-
-    n_boot: int = incidental(1000, check=at_least(0))
-    seed: int = incidental(0)
-    loss: Literal["l2", "huber"] = incidental("l2")
-    q_values: tuple[float, ...] = incidental((0.0, 50.0))
-    heldout: Literal["largest", "none"] = incidental("largest")
-
-
-@dataclass(frozen=True, kw_only=True)
 class Grid(Spec):
     """The study's axes; LLMs and compressors are names from their catalogues."""
 
@@ -102,7 +92,7 @@ class Config(Spec):
     sweep: SweepSection = incidental()
     resources: dict[str, ResourceClass] = incidental(check=non_empty)
     cost: Cost = incidental(factory=Cost)
-    fit: Fit = incidental(factory=Fit)
+    fit: FitSettings = incidental(factory=FitSettings)  # sweep/scaling/settings.py documents each key
     grid: Grid = incidental()
     llm: dict[str, LLM] = semantic()
     compressor: dict[str, CompressorEntry] = semantic()

@@ -1,8 +1,10 @@
-"""Synthetic scaling-law data: the paper's grid, errors drawn from a known law plus noise."""
+"""Synthetic scaling-law data (the paper's grid, errors drawn from a known law plus noise) and the reference data's location."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,3 +49,21 @@ def make_table() -> Callable[..., list[Observation]]:
 @pytest.fixture(scope="session")
 def truth() -> dict[str, float]:
     return dict(TRUTH)
+
+
+def reference_dir() -> Path | None:
+    """Public reference data (the paper's table, Epoch AI's Chinchilla points), never copied here.
+
+    ``$SWEEP_REFERENCE_DIR`` or ``../shared/reference`` next to the checkout; None where absent.
+    """
+    env = os.environ.get("SWEEP_REFERENCE_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    path = reference_dir()
+    if path is None:
+        pytest.skip("reference data not found: set SWEEP_REFERENCE_DIR or check out ../shared/reference")
+    return path

@@ -96,7 +96,7 @@ def test_percentages_get_a_hint(tmp_path):
 def test_fewer_points_than_parameters(tmp_path):
     rows = grid_rows() + ["ocr,0.5,1,0.4", "ocr,1.8,1,0.35", "ocr,4,1,0.3"]
     err = refused(write(tmp_path, [HEADER, *rows]))
-    assert "family ocr" in err.field and "3 fitted point" in err.problem and "4" in err.problem
+    assert "family ocr" in err.field and "3 fitted cell" in err.problem and "4" in err.problem
 
 
 def test_mixed_units_are_refused(tmp_path):

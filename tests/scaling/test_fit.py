@@ -11,6 +11,7 @@ from sweep.errors import SweepError
 from sweep.scaling import Observation, fit_study
 from sweep.scaling.fit import Problem
 from sweep.scaling.laws import MULTIPLICATIVE, Design
+from sweep.scaling.settings import FitBounds
 
 PARAMS = ("alpha", "beta", "A", "D")
 
@@ -101,11 +102,15 @@ def test_parameter_on_its_bound_is_reported(make_table, truth):
 def test_flat_direction_is_named():
     n = np.full(6, 1e9)
     v = np.array([1, 4, 16, 36, 64, 144], dtype=float)
-    design = Design.from_cells(n, v)
-    problem = Problem.build(MULTIPLICATIVE, design, 0.3 * v**-0.1 + 0.2, np.arange(6))
-    assert problem.identifiability(np.array([np.log(0.3), 0.3, 0.1, 0.2])) == ["alpha"]
-    varied = Design.from_cells(np.repeat([1e9, 4e9], 3), v)
-    assert Problem.build(MULTIPLICATIVE, varied, 0.3 * v**-0.1 + 0.2, np.arange(6)).identifiability(np.array([np.log(0.3), 0.3, 0.1, 0.2])) == []
+    theta = np.array([np.log(0.3), 0.3, 0.1, 0.2])
+
+    def problem(n_params: np.ndarray) -> Problem:
+        design = Design.from_cells(n_params, v)
+        lower, upper = MULTIPLICATIVE.box(design, 1.0, FitBounds(), (0.0, 1.0))
+        return Problem.build(MULTIPLICATIVE, design, 0.3 * v**-0.1 + 0.2, lower=lower, upper=upper)
+
+    assert problem(n).identifiability(theta) == ["alpha"]
+    assert problem(np.repeat([1e9, 4e9], 3)).identifiability(theta) == []
 
 
 def test_better_form_follows_the_generating_law(make_table):

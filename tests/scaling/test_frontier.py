@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from sweep.scaling import fit_study, flops, frontier_rows, optimum_numeric, paper_error, v_star
+from sweep.scaling import CostModel
 from sweep.scaling.frontier import budgets
+from sweep.scaling.laws import MULTIPLICATIVE, Design
 
 V_MAX = 576.0
 
@@ -53,15 +55,19 @@ def test_numeric_and_brute_force_agree_with_closed_form(alpha, beta, q):
 
 def test_frontier_rows_spend_the_budget_and_beat_the_grid():
     params = {"A": 0.25, "alpha": 0.35, "beta": 0.07, "D": 0.2}
-    cells = [(n * 1e9, v, float(paper_error(params, n * 1e9, v))) for n in (0.5, 1.8, 4, 7) for v in (1, 16, 576)]
-    c = budgets([x[0] for x in cells], [x[1] for x in cells], 50)
-    rows = frontier_rows(params, 50, c, cells, V_MAX)
+    frame = Design(np.zeros(1), np.zeros(1), 0.0, 0.0)
+    theta = MULTIPLICATIVE.from_public(params, frame)
+    cost = CostModel.flops(50)
+    cells = [(n * 1e9, v, float(paper_error(params, n * 1e9, v)), float(flops(n * 1e9, v, 50))) for n in (0.5, 1.8, 4, 7) for v in (1, 16, 576)]
+    c = budgets([x[3] for x in cells])
+    closed = v_star(0.35, 0.07, 50, V_MAX)
+    rows = frontier_rows(MULTIPLICATIVE, theta, frame, cost, c, cells, V_MAX, closed)
     assert len(rows) == len(c)
     for row in rows:
         assert flops(row["N"], row["V"], 50) == pytest.approx(row["flops"])
         assert row["V_numeric"] == pytest.approx(row["V"], rel=1e-4)
         grid = row["grid"]
-        assert grid is not None and grid["flops"] <= row["flops"] * (1 + 1e-9)
+        assert grid is not None and grid["cost"] <= row["flops"] * (1 + 1e-9)
         assert row["error"] <= grid["fitted_error"] + 1e-12  # the continuous optimum is never worse
     assert rows[0]["extrapolated"] and not rows[len(rows) // 2]["extrapolated"]
     assert [r["grid"]["V"] for r in rows][-1] in (1, 16, 576)

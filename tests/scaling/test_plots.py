@@ -62,7 +62,7 @@ def test_summary_names_forms_and_checks(report):
     study, _, out, _ = report
     text = summary_text(study)
     assert text == (out / "summary.md").read_text()
-    for needle in ("## vqa", "## ocr", "multiplicative", "additive", "better form", "held-out check", "V* ="):
+    for needle in ("## vqa", "## ocr", "multiplicative", "additive", "threshold", "best-predicting form", "law in V:", "held-out check", "V* =", "CV error"):
         assert needle in text, needle
 
 
