@@ -46,6 +46,8 @@ class ResourceClass(Spec):
     nodes: int = incidental(1, check=at_least(1))
     # Processes per node; null = one per GPU (at least one).
     tasks_per_node: int | None = incidental(None, check=at_least(1))
+    # Memory of each of its GPUs, GB: the plan refuses a job whose estimate per GPU (sweep.memory) exceeds it.
+    gpu_mem_gb: float = incidental(80.0, check=positive)
 
 
 @dataclass(frozen=True, kw_only=True)
