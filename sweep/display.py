@@ -52,6 +52,7 @@ def plan_rows(plan: Plan, store: Store, backend: Mapping[str, BackendState] | No
             "scheduler": f"{sched.state} {sched.ref}" if sched else None,
             "resource_class": job.resource_class, "resources": dict(job.resources),
             "flops": job.flops, "gpu_hours": round(job.gpu_hours, 3), "mfu_measured": job.mfu_measured, "deps": list(job.deps),
+            "memory": job.memory.to_dict() if job.memory else None,  # peak per GPU (per process on CPU), GiB
         })
     return rows
 
@@ -68,8 +69,8 @@ def render_plan(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
     body = table(
         [(r["id"], r["kind"] + (f":{r['stage']}" if r["stage"] and r["stage"] != r["kind"] else ""),
           r["status"] + (" (held out)" if r["heldout"] and r["kind"] == "eval" else ""),
-          r["resource_class"], f"{r['gpu_hours']:.1f}" if r["resources"].get("gpus") else "-") for r in rows],
-        ("job", "kind", "status", "resources", "est. GPU-h"),
+          r["resource_class"], f"{r['gpu_hours']:.1f}" if r["resources"].get("gpus") else "-", _memory_cell(r)) for r in rows],
+        ("job", "kind", "status", "resources", "est. GPU-h", "est. GB/GPU"),
     )
     counts = Counter(r["status"] for r in rows)
     total_gpu = sum(r["gpu_hours"] for r in rows)
@@ -84,6 +85,16 @@ def render_plan(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
                     if measured else " (at cost.assumed_mfu; for measured figures run `make bench-gpu` on a GPU node, "
                                      "then cost.measured=bench_gpu.json)")
     return f"{body}\n{summary}"
+
+
+def _memory_cell(row: Mapping[str, Any]) -> str:
+    """The memory a job needs per GPU (of its class's gpu_mem_gb), or per process on CPU; '-' without an estimate."""
+    mem = row.get("memory")
+    if not mem:
+        return "-"
+    if mem["device"] == "cuda":
+        return f"{mem['needs_gb']:.0f}/{row['resources'].get('gpu_mem_gb', 80):g}"
+    return f"{mem['gb']:.1f} (CPU)"
 
 
 class Progress:
