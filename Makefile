@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
 ARGS ?=
 
-.PHONY: help install run plan test test-fast bench bench-gpu mlflow-ui mlflow-server mlflow-server-stop mlflow-server-status slurm-install slurm-up slurm-down slurm-status slurm-env clean
+.PHONY: help install run plan test test-fast test-real-shapes bench bench-gpu gpu-check mlflow-ui mlflow-server mlflow-server-stop mlflow-server-status slurm-install slurm-up slurm-down slurm-status slurm-env clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -35,12 +35,18 @@ test: $(STAMP) slurm-install ## every test, end-to-end, Ray and Slurm ones inclu
 test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(ARGS)
 
+test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shapes on the CPU (~10 min, ~12 GB RAM)
+	$(BIN)/python -m pytest -q -m slow tests/test_real_shapes.py -s $(ARGS)
+
 bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_fit.py
 	$(BIN)/python bench/bench_loader.py
 
 bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
 	$(BIN)/python bench/bench_gpu.py
+
+gpu-check: $(STAMP) ## on a GPU node (TORCH_SPEC= keeps its torch): bench-gpu + the 7B FSDP step vs the plan's memory estimate -> bench_gpu.json/.md
+	$(BIN)/python bench/gpu_check.py --out bench_gpu.json --markdown bench_gpu.md $(ARGS)
 
 mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
