@@ -70,7 +70,7 @@ def render_plan(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
         [(r["id"], r["kind"] + (f":{r['stage']}" if r["stage"] and r["stage"] != r["kind"] else ""),
           r["status"] + (" (held out)" if r["heldout"] and r["kind"] == "eval" else ""),
           r["resource_class"], f"{r['gpu_hours']:.1f}" if r["resources"].get("gpus") else "-", _memory_cell(r)) for r in rows],
-        ("job", "kind", "status", "resources", "est. GPU-h", "est. GB/GPU"),
+        ("job", "kind", "status", "resources", "est. GPU-h", "GB/GPU need/has"),
     )
     counts = Counter(r["status"] for r in rows)
     total_gpu = sum(r["gpu_hours"] for r in rows)

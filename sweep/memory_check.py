@@ -30,7 +30,9 @@ def refuse_oversized(jobs: Sequence[Any], resources: Mapping[str, Any], eval_tex
     job = max(over, key=lambda j: j.memory.needs_gb)
     est, cls = job.memory, job.resource_class
     have = float(job.resources.get("gpu_mem_gb", 80.0))
-    others = f" ({len(over) - 1} other jobs do not fit either: {', '.join(j.label for j in over if j is not job)[:300]})" if len(over) > 1 else ""
+    rest = [j.label for j in over if j is not job]
+    others = (f" ({len(rest)} other jobs do not fit either: {', '.join(rest[:3])}" + (", ..." if len(rest) > 3 else "") + ")"
+              if rest else "")
     fixes = _fixes(job, [j for j in jobs if j.cell == job.cell], resources, eval_text_tokens, have)
     raise SweepError(
         f"resources.{cls}.gpu_mem_gb",
