@@ -197,9 +197,10 @@ def test_autocast_keeps_a_bf16_copy_of_every_weight_through_the_forward(checkpoi
     from sweep.jobs.peakmem import _status_bytes
 
     torch.manual_seed(0)
-    layers = torch.nn.ModuleList(torch.nn.Linear(2048, 2048, bias=False) for _ in range(16))  # 16 x 16 MiB fp32
-    copies = 16 * 2048 * 2048 * 2  # their bf16 casts: 128 MiB
-    x = torch.randn(2, 2048, requires_grad=True)
+    # 32 MiB bf16 casts: above glibc's largest mmap threshold, so each is fresh pages (RSS) however the heap was used.
+    layers = torch.nn.ModuleList(torch.nn.Linear(4096, 4096, bias=False) for _ in range(8))  # 8 x 64 MiB fp32
+    copies = 8 * 4096 * 4096 * 2  # their bf16 casts: 256 MiB
+    x = torch.randn(2, 4096, requires_grad=True)
     before = _status_bytes("VmRSS")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         h = x
