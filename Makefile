@@ -35,7 +35,7 @@ test: $(STAMP) slurm-install ## every test, end-to-end, Ray and Slurm ones inclu
 test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(ARGS)
 
-test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shapes on the CPU (~10 min, ~12 GB RAM)
+test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shapes on the CPU (~10 min idle; needs ~19 GiB free)
 	$(BIN)/python -m pytest -q -m slow tests/test_real_shapes.py -s $(ARGS)
 
 bench: $(STAMP) ## benchmark scripts that print figures (CPU)
