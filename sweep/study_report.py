@@ -210,18 +210,18 @@ def render(cfg: Any, plan: Any, store: Any, fit_dir: Path, rows: Sequence[Mappin
         parts.append(table_html(["LLM \\ V", *vs], [[llm, *(f"{grid[(llm, v)]:.3f}" if (llm, v) in grid else "" for v in vs)]
                                                    for llm in llms]))
 
-    summary, frontier = fit_dir / "summary.md", fit_dir / "frontier.md"
+    # Without this plan's fit, the folder may hold an older fit of another grid: it is not shown.
+    summary, frontier = (_read(fit_dir / "summary.md"), _read(fit_dir / "frontier.md")) if rows else ("", "")
     parts.append("<h2>Fit</h2>")
-    parts.append(markdown_html(summary.read_text()) if summary.exists() else "<p>No fit yet.</p>")
-    pngs = sorted(fit_dir.glob("*.png"), key=lambda p: (p.name != "figure1.png", p.name))
+    parts.append(markdown_html(summary) if summary else f"<p>No fit: {html.escape(note or 'not fitted yet')}.</p>")
+    pngs = sorted(fit_dir.glob("*.png"), key=lambda p: (p.name != "figure1.png", p.name)) if rows else []
     if pngs:
         parts.append("<h2>Figures</h2>")
         parts += [image_html(p, p.stem) for p in pngs]
-    if frontier.exists():
-        parts += ["<h2>Frontier</h2>", markdown_html(frontier.read_text())]
+    if frontier:
+        parts += ["<h2>Frontier</h2>", markdown_html(frontier)]
 
-    warnings = [line[len("- warning: "):] for line in (summary.read_text().splitlines() if summary.exists() else [])
-                if line.startswith("- warning: ")]
+    warnings = [line[len("- warning: "):] for line in summary.splitlines() if line.startswith("- warning: ")]
     warnings += [f"job {r['id']} {r['status']}: {r['error'] or ''}" for r in jobs if r["status"] in ("failed before",)]
     parts.append("<h2>Warnings</h2>")
     parts.append("<ul>" + "".join(f'<li class="warn">{_inline(w)}</li>' for w in warnings) + "</ul>" if warnings else "<p>None.</p>")
@@ -230,6 +230,10 @@ def render(cfg: Any, plan: Any, store: Any, fit_dir: Path, rows: Sequence[Mappin
     parts.append("<pre>" + html.escape("\n".join(commands(overrides))) + "</pre>")
     return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>sweep {name}: study report</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 def publish(cfg: Any, plan: Any, study: Any | None, overrides: Sequence[str], note: str | None = None) -> Path:

@@ -84,7 +84,7 @@ def test_tiny_grid_through_slurm_then_eval_only_rerun_fire_and_forget(slurm_env:
 
     def rows() -> list[dict[str, Any]]:
         out = sweep("status", "--json", *rerun, cwd=tmp_path)
-        return [json.loads(line) for line in out.stdout.splitlines()]
+        return json.loads(out.stdout)["jobs"]
 
     evals = [r for r in rows() if r["kind"] == "eval"]
     assert {r["status"] for r in evals} <= {"submitted", "running", "done"}
