@@ -117,6 +117,13 @@ def cmd_plan(args: Args) -> int:
 
 
 def cmd_status(args: Args) -> int:
+    try:
+        return _status(args)
+    except KeyboardInterrupt:  # how `status --watch` ends
+        return 0
+
+
+def _status(args: Args) -> int:
     from launchers.base import backend_states
     from sweep.ledger import status_document, status_text
 
@@ -128,15 +135,19 @@ def cmd_status(args: Args) -> int:
         close_ended(cfg, plan, store, backend, out=sys.stderr if args.json else sys.stdout)
         if args.json:
             print(json.dumps(status_document(plan, store, backend, limit), sort_keys=True), flush=True)
+        elif args.watch is not None and sys.stdout.isatty():
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            console.clear()  # a terminal shows the table in place; a log gets one after the other
+            console.print(status_text(plan, store, backend, limit), markup=False, soft_wrap=True)
+            console.print(f"{time.strftime('%H:%M:%S')}, refreshed every {args.watch:g}s; Ctrl-C stops", style="dim")
         else:
             print(status_text(plan, store, backend, limit), flush=True)
         if args.watch is None or all(store.is_done(j.id) for j in plan):
             return 0
-        try:
-            time.sleep(args.watch)
-        except KeyboardInterrupt:
-            return 0
-        if not args.json:
+        time.sleep(args.watch)
+        if not args.json and not sys.stdout.isatty():
             print(f"\n--- {time.strftime('%H:%M:%S')} (refreshed every {args.watch:g}s; Ctrl-C stops) ---", flush=True)
 
 
@@ -209,7 +220,8 @@ def cmd_prefetch(args: Args) -> int:
 
 def cmd_run(args: Args) -> int:
     from launchers.base import HELD, backend_states, make_launcher
-    from sweep.display import error_tables, plan_rows, render_plan
+    from launchers.config import SlurmConfig
+    from sweep.display import Progress, error_tables, plan_rows, render_plan
     from sweep.live import Watch
 
     cfg, plan = load(args.overrides)
@@ -232,8 +244,11 @@ def cmd_run(args: Args) -> int:
         print(f"\n{tables}" if tables else "")
         return 0
     tracker, rt = setup_tracking(cfg, plan)
-    with Watch(plan, todo, store, interval_s=cfg.launcher.progress_s, slots=slots(cfg.launcher, len(todo))) as watch:
-        report = launcher.launch(plan, todo, rt, watch)
+    if isinstance(cfg.launcher, SlurmConfig) and not cfg.launcher.wait:  # submits and returns: nothing to watch
+        report = launcher.launch(plan, todo, rt, Progress(len(todo)))
+    else:
+        with Watch(plan, todo, store, interval_s=cfg.launcher.progress_s, slots=slots(cfg.launcher, len(todo))) as watch:
+            report = launcher.launch(plan, todo, rt, watch)
     if report.detached:
         sent = [o for o in report.outcomes.values() if o.state == "submitted" and not o.skipped]
         print(f"submitted {len(sent)} jobs; `python -m sweep status` follows them")

@@ -95,7 +95,7 @@ class Watch:
 
     # ---- what is shown -------------------------------------------------------------------
     def snapshot(self) -> tuple[list[tuple[Job, JobProgress | None, float | None]], str]:
-        """(each running job with its progress and ETA, the overall line), read now."""
+        """(each running job with its progress and ETA, the overall figures), read now."""
         now = self.clock()
         with self.lock:
             running = dict(self.running)
@@ -109,7 +109,7 @@ class Watch:
             rows.append((job, prog, self.estimator.remaining(job, now - since, prog)))
         pending = [j for j in self.todo if j.id not in self.ended and j.id not in running]
         eta = self.estimator.study_remaining(pending, state, slots)
-        overall = (f"sweep {self.plan.name}: {ended}/{len(self.todo)} jobs ended, {len(running)} running, "
+        overall = (f"{ended}/{len(self.todo)} jobs ended, {len(running)} running, "
                    f"elapsed {format_seconds(now - self.t0)}, ETA {format_seconds(eta)}")
         return rows, overall
 
@@ -143,7 +143,7 @@ class Watch:
         count = f"[{len(self.ended):>3}/{len(self.todo)}]"
         for job, prog, eta in rows:
             self.lines.emit(f"{count} progress {job.label}: {job_text(prog, eta)}")
-        self.lines.emit(f"{count} {overall}")
+        self.lines.emit(f"{count} sweep {self.plan.name}: {overall}")
 
     def _poll(self) -> None:
         while not self.stop.wait(POLL_S):

@@ -239,7 +239,7 @@ def _read(path: Path) -> str:
 def publish(cfg: Any, plan: Any, study: Any | None, overrides: Sequence[str], note: str | None = None) -> Path:
     """Write ``<sweep.root>/sweeps/<name>/report.html``, attach it to the parent run, update the descriptions."""
     from sweep.store import Store
-    from sweep.tracking import NOTE, Tracker, git_commit
+    from sweep.tracking import NOTE, Tracker, git_commit, source_tags
 
     store = Store(cfg.sweep.root, lease_s=cfg.sweep.lease_s)
     folder = store.root / "sweeps" / plan.name
@@ -258,4 +258,7 @@ def publish(cfg: Any, plan: Any, study: Any | None, overrides: Sequence[str], no
     if parent is not None:
         tracker.set_tags(parent.info.run_id, {NOTE: text})
         tracker.log_artifact(parent.info.run_id, path)
+    fit = tracker._find(exp, sweep_role="fit")
+    if fit is not None:  # the Source column of the fit run, as for the job runs
+        tracker.set_tags(fit.info.run_id, source_tags("python -m sweep fit", git_commit()))
     return path
