@@ -37,15 +37,16 @@ pre{padding:.6em;overflow-x:auto} .warn{color:#9a3412} .muted{color:#666}
 
 # ---- the headline ------------------------------------------------------------------------
 def headline(study: Any) -> list[dict[str, Any]]:
-    """Per family: alpha, beta (paper form) and V* per Q, each with its 95% interval (None where unknown)."""
+    """Per family: alpha, beta (the paper's form) and V* per Q (the FLOPs frontier of the form the fit chose),
+    each with its interval (None where unknown)."""
     rows = []
     for fam in study.families.values():
         p = fam.paper
         rows.append({
-            "family": fam.family,
+            "family": fam.family, "form": fam.best_form,
             "alpha": p.params.get("alpha"), "alpha_ci": p.ci.get("alpha"),
             "beta": p.params.get("beta"), "beta_ci": p.ci.get("beta"),
-            "v_star": {q: (vs.value, fam.v_star_ci.get(q)) for q, vs in sorted(fam.v_star.items())},
+            "v_star": {q: (f.v_star.value, f.ci) for q, f in sorted(fam.frontiers.items())},
         })
     return rows
 
@@ -58,10 +59,11 @@ def _num(value: float | None, ci: Sequence[float] | None = None) -> str:
 
 def headline_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     qs = sorted({q for r in rows for q in r["v_star"]})
-    lines = ["| family | alpha | beta | " + " | ".join(f"V* at Q={q:g}" for q in qs) + " |", "|---" * (3 + len(qs)) + "|"]
+    lines = ["| family | alpha | beta | " + " | ".join(f"V* at Q={q:g}" for q in qs) + " | V* from |", "|---" * (4 + len(qs)) + "|"]
     for r in rows:
         vs = [_num(*r["v_star"].get(q, (None, None))) for q in qs]
-        lines.append(f"| {r['family']} | {_num(r['alpha'], r['alpha_ci'])} | {_num(r['beta'], r['beta_ci'])} | " + " | ".join(vs) + " |")
+        lines.append(f"| {r['family']} | {_num(r['alpha'], r['alpha_ci'])} | {_num(r['beta'], r['beta_ci'])} | "
+                     + " | ".join(vs) + f" | {r['form']} form |")
     return "\n".join(lines)
 
 
@@ -92,7 +94,8 @@ def study_note(cfg: Any, plan: Any, rows: Sequence[Mapping[str, Any]] | None = N
     if report is not None:
         lines.append(f"- report: `{report}` (also an artifact of the parent run)")
     if rows:
-        lines += ["", "**Headline** (95% bootstrap intervals; V* is the compute-optimal token count at Q text tokens):", "",
+        lines += ["", "**Headline** (bootstrap intervals; alpha and beta of the paper's form; V* is the compute-optimal "
+                  "token count at Q text tokens, from the form the fit chose):", "",
                   headline_markdown(rows)]
     else:
         lines += ["", "_Not fitted yet: `python -m sweep fit` adds the headline._"]
