@@ -243,24 +243,24 @@ def runs_url(base: str, experiment_id: str) -> str:
 
 
 def show_runs(browser: Chromium, url: str, expect: Sequence[str], timeout_s: float = 90.0) -> str:
-    """Open the training-runs page, close the assistant panel, unfold the parent runs; the page's text once
-    every string of ``expect`` shows (the job runs are listed under their parent, folded at first)."""
-    text = browser.open(url, until=expect[:1], timeout_s=timeout_s)
+    """Open the training-runs page, close the assistant panel, unfold the parent runs; the runs table's text
+    (from its header on) once every string of ``expect`` is in it (job runs sit under their parent, folded)."""
+    browser.open(url, until=["Run Name"], timeout_s=timeout_s)
     browser.click('[data-component-id="mlflow.assistant.chat_panel.close"]')
     # The parent runs' unfold buttons (a click toggles: each is clicked once, again only if nothing unfolded).
     unfold = '[data-component-id$="runnamecellrenderer.tsx_46"]'
     deadline = time.monotonic() + timeout_s
-    next_click = 0.0
-    while not all(s in text for s in expect) and time.monotonic() < deadline:
-        if time.monotonic() >= next_click:
-            browser.click_all(unfold)
+    next_click, table = 0.0, ""
+    while time.monotonic() < deadline:
+        text = browser.evaluate("document.body.innerText") or ""
+        table = text.split("Run Name", 1)[-1]
+        if all(s in table for s in expect):
+            return table
+        if time.monotonic() >= next_click and browser.click_all(unfold):
             next_click = time.monotonic() + 15.0
         time.sleep(0.5)
-        text = browser.evaluate("document.body.innerText") or ""
-    missing = [s for s in expect if s not in text]
-    if missing:
-        raise TimeoutError(f"{url} did not show {missing}; it shows:\n{text[:3000]}")
-    return text
+    missing = [s for s in expect if s not in table]
+    raise TimeoutError(f"{url} did not show {missing} in its runs table; it shows:\n{table[:3000]}")
 
 
 def shoot(store_uri: str, experiment: str, out: Path) -> str:

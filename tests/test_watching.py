@@ -157,9 +157,10 @@ def test_dashboard_opens_on_the_training_runs(study: tuple[Path, str], tmp_path:
     assert "Headline" in exp.tags["mlflow.note.content"]
     with MlflowUI(store, log=tmp_path / "ui.log") as ui, Chromium() as browser:
         text = show_runs(browser, runs_url(ui.url, exp.experiment_id), ["sweep-mini", *LABELS, "synthetic-vqa"])
+        page = browser.evaluate("document.body.innerText")
         browser.screenshot(tmp_path / "dashboard.png")
         pid = ui.proc.pid if ui.proc else None
-    assert "Scaling-law sweep mini" in text  # the description
+    assert "Scaling-law sweep mini" in page and "Runs" in page  # the description, on the runs page
     assert "python -m sweep" in text and "sweep.jobs.train:run" in text  # the Source column
     assert text.count("synthetic-vqa") >= 9  # every job's dataset input
     assert (tmp_path / "dashboard.png").stat().st_size > 20_000
