@@ -21,7 +21,6 @@ import sys
 import termios
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
