@@ -45,4 +45,5 @@ class InlineLauncher:
             return [(h, ended[h]) for h in handles]
 
         store = Store(rt.store_root, lease_s=rt.lease_s)
-        return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=1).run(submit, wait)
+        return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=1,
+                           max_gpu_hours=self.cfg.max_gpu_hours).run(submit, wait)

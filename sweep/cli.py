@@ -1,10 +1,11 @@
 """``python -m sweep [plan|run|status|fit|prefetch] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
 
-    python -m sweep                         run the mini grid (the default) locally
+    python -m sweep                         run the mini grid (the default) locally, with live progress and ETA
     python -m sweep plan +grid=paper        show the paper grid's jobs, status and cost
     python -m sweep +grid=paper launcher=slurm launcher.partition=gpu
-    python -m sweep status --json
-    python -m sweep fit                     fit the scaling law to the sweep's eval runs
+    python -m sweep status                  each job's state and the GPU-hour ledger (--json: one JSON document)
+    python -m sweep status --watch[=S]      the same, refreshed every S seconds (10) until every job is done
+    python -m sweep fit                     fit the scaling law to the sweep's eval runs; writes the study report
     python -m sweep fit --csv results.csv --n-unit billions --json
     python -m sweep prefetch +grid=paper    download the grid's HF models (on a machine with internet)
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ class Args:
     show_config: bool = False
     csv: str | None = None
     n_unit: str = "auto"
+    watch: float | None = None  # status --watch: seconds between refreshes
     overrides: list[str] = field(default_factory=list)
 
 
@@ -51,6 +54,14 @@ def parse_args(argv: Sequence[str]) -> Args:
             args.json = True
         elif item == "--cfg":
             args.show_config = True
+        elif item.split("=", 1)[0] == "--watch":
+            seconds = item.partition("=")[2] or "10"
+            try:
+                args.watch = float(seconds)
+            except ValueError:
+                raise SweepError("--watch", f"{seconds!r} is not a number of seconds", "write --watch or --watch=5") from None
+            if not args.watch > 0:
+                raise SweepError("--watch", f"must be > 0 seconds, got {seconds}", "write --watch or --watch=5")
         elif item.split("=", 1)[0] in FLAGS_WITH_VALUE:
             key, _, value = item.partition("=")
             if not value:
@@ -59,7 +70,7 @@ def parse_args(argv: Sequence[str]) -> Args:
                 value = rest.pop(0)
             setattr(args, key[2:].replace("-", "_"), value)
         elif item.startswith("-"):
-            raise SweepError(item, "unknown option", "options are --json, --cfg, --csv PATH, --n-unit params|billions, -h")
+            raise SweepError(item, "unknown option", "options are --json, --cfg, --watch[=S], --csv PATH, --n-unit params|billions, -h")
         elif "=" in item or item.startswith("~"):
             args.overrides.append(item)
         else:
@@ -106,21 +117,38 @@ def cmd_plan(args: Args) -> int:
 
 
 def cmd_status(args: Args) -> int:
+    try:
+        return _status(args)
+    except KeyboardInterrupt:  # how `status --watch` ends
+        return 0
+
+
+def _status(args: Args) -> int:
     from launchers.base import backend_states
-    from sweep.display import plan_rows, table
+    from sweep.ledger import status_document, status_text
 
     cfg, plan = load(args.overrides)
     store = store_of(cfg)
-    backend = backend_states(plan, store)  # Slurm's word on submitted jobs
-    close_ended(cfg, plan, store, backend, out=sys.stderr if args.json else sys.stdout)
-    rows = plan_rows(plan, store, backend)
-    if args.json:
-        for row in rows:
-            print(json.dumps(row, sort_keys=True))
-        return 0
-    print(table([(r["id"], r["status"], r["attempts"], r["scheduler"] or "-", (r["error"] or "")[:100]) for r in rows],
-                ("job", "status", "attempts", "scheduler", "last error")))
-    return 0
+    limit = cfg.launcher.max_gpu_hours
+    while True:
+        backend = backend_states(plan, store)  # Slurm's word on submitted jobs
+        close_ended(cfg, plan, store, backend, out=sys.stderr if args.json else sys.stdout)
+        if args.json:
+            print(json.dumps(status_document(plan, store, backend, limit), sort_keys=True), flush=True)
+        elif args.watch is not None and sys.stdout.isatty():
+            from rich.console import Console
+
+            console = Console(highlight=False)
+            console.clear()  # a terminal shows the table in place; a log gets one after the other
+            console.print(status_text(plan, store, backend, limit), markup=False, soft_wrap=True)
+            console.print(f"{time.strftime('%H:%M:%S')}, refreshed every {args.watch:g}s; Ctrl-C stops", style="dim")
+        else:
+            print(status_text(plan, store, backend, limit), flush=True)
+        if args.watch is None or all(store.is_done(j.id) for j in plan):
+            return 0
+        time.sleep(args.watch)
+        if not args.json and not sys.stdout.isatty():
+            print(f"\n--- {time.strftime('%H:%M:%S')} (refreshed every {args.watch:g}s; Ctrl-C stops) ---", flush=True)
 
 
 def close_ended(cfg: Any, plan: Any, store: Any, backend: Any, out: Any = None) -> None:
@@ -141,15 +169,19 @@ def setup_tracking(cfg: Any, plan: Any) -> Any:
     from omegaconf import OmegaConf
 
     from sweep.runner import Runtime
-    from sweep.tracking import Tracker, file_lock, git_commit, redact
+    from sweep.study_report import study_note
+    from sweep.tracking import NOTE, Tracker, file_lock, git_commit, redact, source_tags
 
     store = store_of(cfg)
     tracker = Tracker(cfg.tracking.uri)
     commit = git_commit()
     grid_tags = {f"grid.{k}": json.dumps(v) for k, v in cfg.grid.to_dict().items()}
+    note = study_note(cfg, plan)  # the grid and families; `fit` adds the headline
     with file_lock(store.root / ".tracking.lock"):
         exp = tracker.experiment(plan.name)
-        parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, **grid_tags})
+        tracker.describe_experiment(exp, note)
+        parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, NOTE: note, **grid_tags,
+                                                     **source_tags("python -m sweep", commit)})
     config_file = store.root / "sweeps" / plan.name / "config.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(cfg.to_dict()))))
@@ -187,8 +219,10 @@ def cmd_prefetch(args: Args) -> int:
 
 
 def cmd_run(args: Args) -> int:
-    from launchers.base import backend_states, make_launcher
+    from launchers.base import HELD, backend_states, make_launcher
+    from launchers.config import SlurmConfig
     from sweep.display import Progress, error_tables, plan_rows, render_plan
+    from sweep.live import Watch
 
     cfg, plan = load(args.overrides)
     store = store_of(cfg)
@@ -210,7 +244,11 @@ def cmd_run(args: Args) -> int:
         print(f"\n{tables}" if tables else "")
         return 0
     tracker, rt = setup_tracking(cfg, plan)
-    report = launcher.launch(plan, todo, rt, Progress(len(todo)))
+    if isinstance(cfg.launcher, SlurmConfig) and not cfg.launcher.wait:  # submits and returns: nothing to watch
+        report = launcher.launch(plan, todo, rt, Progress(len(todo)))
+    else:
+        with Watch(plan, todo, store, interval_s=cfg.launcher.progress_s, slots=slots(cfg.launcher, len(todo))) as watch:
+            report = launcher.launch(plan, todo, rt, watch)
     if report.detached:
         sent = [o for o in report.outcomes.values() if o.state == "submitted" and not o.skipped]
         print(f"submitted {len(sent)} jobs; `python -m sweep status` follows them")
@@ -218,9 +256,13 @@ def cmd_run(args: Args) -> int:
             if o.error:
                 print(f"  {o.state}: {o.job_id}: {o.error.splitlines()[0]}")
         return 1 if any(o.state not in ("submitted", "done") for o in report.outcomes.values()) else 0
-    failed = [o for o in report.outcomes.values() if o.state not in ("done",)]
+    failed = [o for o in report.outcomes.values() if o.state not in ("done", HELD)]
+    held = [o for o in report.outcomes.values() if o.state == HELD]
     tracker.finish(rt.parent_run_id, "FAILED" if failed else "FINISHED")
-    print(f"\n{len(report.outcomes) - len(failed)} done, {len(failed)} not done; results under {store.root}")
+    print(f"\n{len(report.outcomes) - len(failed) - len(held)} done, {len(failed)} not done"
+          + (f", {len(held)} held by the budget" if held else "") + f"; results under {store.root}")
+    if held:
+        print(f"  held: {held[0].error}; raise launcher.max_gpu_hours and run again to go on")
     for o in failed:
         print(f"  {o.state}: {o.job_id}: {(o.error or '').splitlines()[0] if o.error else ''}")
         print(f"    details: {store.job_dir(o.job_id) / 'error.json'}")
@@ -228,20 +270,44 @@ def cmd_run(args: Args) -> int:
     if tables:
         print(f"\n{tables}")
     if not failed and any(o.state == "done" and not o.skipped for o in report.outcomes.values()):
-        run_fit_after(cfg, plan)
+        run_fit_after(cfg, plan, args.overrides)
     return 1 if failed else 0
 
 
-def run_fit_after(cfg: Any, plan: Any) -> None:
-    """Fit at the end of a run; a study too small to fit is a note, not a failure."""
+def slots(launcher: Any, jobs: int) -> int | None:
+    """How many jobs the launcher runs at once, for the ETA; None: unknown (Ray, Slurm), the display counts them."""
+    from launchers.config import InlineConfig, LocalConfig
+
+    if isinstance(launcher, LocalConfig):
+        return max(1, min(launcher.workers, jobs))
+    return 1 if isinstance(launcher, InlineConfig) else None
+
+
+def run_fit_after(cfg: Any, plan: Any, overrides: list[str]) -> None:
+    """Fit at the end of a run, then the study report; a study too small to fit is a note, not a failure."""
     try:
         from sweep.fitting import fit_sweep
     except ImportError:
         return
     try:
-        fit_sweep(cfg, plan, as_json=False)
+        study = fit_sweep(cfg, plan, as_json=False)
     except SweepError as e:
         print(f"\nfit skipped: {e}")
+        report(cfg, plan, None, overrides, note=f"fit skipped: {e}")
+        return
+    report(cfg, plan, study, overrides)
+
+
+def report(cfg: Any, plan: Any, study: Any, overrides: list[str], note: str | None = None, out: Any = None) -> None:
+    """Write the study report page (and the MLflow descriptions); a failure here is a note, the results stand."""
+    from sweep.study_report import publish
+
+    try:
+        path = publish(cfg, plan, study, overrides, note)
+    except Exception as e:  # the fit and the runs are in place; the page can be made again by `fit`
+        print(f"note: could not write the study report: {type(e).__name__}: {e}", file=sys.stderr)
+        return
+    print(f"study report: {path}", file=out or sys.stdout)
 
 
 def cmd_fit(args: Args) -> int:
@@ -251,14 +317,17 @@ def cmd_fit(args: Args) -> int:
         return fit_csv(Path(args.csv), args.n_unit, as_json=args.json, settings=csv_settings(args.overrides))
     check_fit_overrides(args.overrides)
     cfg, plan = load(args.overrides)
-    fit_sweep(cfg, plan, as_json=args.json)
+    study = fit_sweep(cfg, plan, as_json=args.json)
+    report(cfg, plan, study, args.overrides, out=sys.stderr if args.json else None)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
+        from sweep.help import help_text
+
+        print(help_text(__doc__ or ""))
         return 0
     try:
         args = parse_args(argv)

@@ -20,6 +20,11 @@ from typing import Any, Iterator, TypeVar
 T = TypeVar("T")
 PARENT, JOB, FIT = "parent", "job", "fit"
 MAX_PARAM_CHARS = 6000
+# MLflow's own tags. The UI opens an experiment of the training kind on its runs (not the GenAI
+# overview), shows the note as the description, and fills the runs table's Source column from
+# the source tags.
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+NOTE = "mlflow.note.content"
 
 
 def absolute_uri(uri: str) -> str:
@@ -122,14 +127,15 @@ class Tracker:
             _retry(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
         return run.info.run_id
 
-    def job_run(self, experiment_id: str, parent_run_id: str, job_id: str, tags: Mapping[str, str]) -> str:
-        """The job's run, created on its first attempt and reopened on later ones."""
+    def job_run(self, experiment_id: str, parent_run_id: str, job_id: str, tags: Mapping[str, str],
+                name: str | None = None) -> str:
+        """The job's run, created on its first attempt and reopened on later ones; ``name``: the readable run name."""
         run = self._find(experiment_id, sweep_job_id=job_id)
         all_tags = {"sweep_role": JOB, "sweep_job_id": job_id, "mlflow.parentRunId": parent_run_id, **tags}
         if run is None:
-            run = _retry(lambda: self.client.create_run(experiment_id, run_name=job_id, tags=all_tags))
+            run = _retry(lambda: self.client.create_run(experiment_id, run_name=name or job_id, tags=all_tags))
             return run.info.run_id
-        _retry(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
+        _retry(lambda: self.client.update_run(run.info.run_id, status="RUNNING", name=name))
         self.set_tags(run.info.run_id, tags)
         return run.info.run_id
 
@@ -141,6 +147,25 @@ class Tracker:
             return run.info.run_id
         _retry(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
         return run.info.run_id
+
+    # ---- what the dashboard shows --------------------------------------
+    def describe_experiment(self, experiment_id: str, note: str | None = None) -> None:
+        """Mark the experiment as model training (the UI opens on its runs) and set its description."""
+        _retry(lambda: self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, TRAINING_KIND))
+        if note is not None:
+            _retry(lambda: self.client.set_experiment_tag(experiment_id, NOTE, note))
+
+    def log_datasets(self, run_id: str, refs: Iterable[Any]) -> None:
+        """The data a run read (``sweep.inputs.DatasetRef``) as MLflow dataset inputs; logging one again is a no-op."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(r.name, r.digest, r.source_type, json.dumps(dict(r.source), default=str),
+                                       profile=json.dumps(dict(r.profile), default=str) if r.profile else None),
+                               tags=[InputTag("mlflow.data.context", r.context)]) for r in refs]
+        if inputs:
+            _retry(lambda: self.client.log_inputs(run_id, datasets=inputs))
 
     # ---- logging -------------------------------------------------------
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
@@ -242,3 +267,17 @@ def git_commit(repo: Path | None = None) -> str:
         return "unknown"
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
+
+
+def source_tags(name: str, commit: str) -> dict[str, str]:
+    """MLflow's own source tags (the runs table's Source column): entry point, git commit, user."""
+    import getpass
+
+    tags = {"mlflow.source.name": name, "mlflow.source.type": "LOCAL"}
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        pass
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags
