@@ -13,6 +13,10 @@ does not submit again what is still queued or running there. Both (and a waiting
 Slurm launch) then close with ``close_ended_runs`` the MLflow runs of jobs the
 scheduler ended under them (scancel, a dead node, out of memory), which their
 job's own code never got to close.
+
+Once the user asks the run to stop (``sweep.interrupt``: Ctrl-C, SIGTERM), the DAG
+executor starts nothing more and retries nothing; the jobs it did not start are
+reported ``not started``, and it returns when the running ones have ended.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from launchers.config import LauncherConfig, overrides
+from sweep import interrupt
 from sweep.errors import SweepError
 from sweep.plan import Job, Plan
 from sweep.registry import Registry
@@ -30,6 +35,7 @@ from sweep.runner import BUSY, JobPayload, Outcome, Runtime
 from sweep.store import DONE, FAILED, PREEMPTED, BackendState, Store
 
 BLOCKED = "blocked"  # an upstream job failed
+NOT_STARTED = "not started"  # the run was stopped before the job's turn
 
 LAUNCHERS: Registry[Any] = Registry("launcher", {
     "local": "launchers.local:LocalLauncher",
@@ -44,6 +50,8 @@ class Events(Protocol):
 
     def started(self, job: Job, attempt: int) -> None: ...
     def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None: ...
+    def waiting(self, job: Job, holder: str) -> None:
+        """The job is running elsewhere (another sweep holds its lease, ``holder`` = host:pid); we wait for it."""
 
 
 @dataclass
@@ -188,6 +196,11 @@ class DagExecutor:
             return None
 
         def start(job: Job) -> None:
+            holder = self.store.lease_owner(job.id)
+            if holder is not None:  # another run is on it: wait, and say so instead of "start"
+                waiting[job.id] = time.time() + self.poll_s
+                self.events.waiting(job, str(holder.get("owner") or f"{holder.get('host')}:{holder.get('pid')}"))
+                return
             attempts[job.id] = attempts.get(job.id, 0) + 1
             self.events.started(job, attempts[job.id])
             running[submit(job)] = job
@@ -198,6 +211,10 @@ class DagExecutor:
             self.events.finished(job, outcome)
 
         while pending or running or waiting:
+            if interrupt.requested():  # start nothing more; what runs now stops at its next checkpoint
+                for jid in [j.id for j in pending] + list(waiting):
+                    report.outcomes[jid] = Outcome(jid, NOT_STARTED)
+                pending, waiting = [], {}
             for job in list(pending):
                 if self.max_in_flight is not None and len(running) >= self.max_in_flight:
                     break
@@ -219,7 +236,7 @@ class DagExecutor:
                     settle(job, Outcome(jid, DONE, metrics=(self.store.result(jid) or {}).get("metrics", {}), skipped=True))
                 elif self.store.lease_owner(jid) is None and self.fits(job):
                     del waiting[jid]
-                    start(job)  # its other owner is gone: take it over
+                    start(job)  # its other owner is gone: take it over (or it is back in waiting, re-claimed)
                 else:
                     waiting[jid] = now + self.poll_s
             if not running:
@@ -228,10 +245,13 @@ class DagExecutor:
                 continue
             for handle, outcome in wait(list(running), self.poll_s):
                 job = running.pop(handle)
-                if outcome.state == BUSY:
+                if outcome.state == BUSY:  # claimed by another run between our look and the worker's claim
                     waiting[job.id] = time.time() + self.poll_s
                     attempts[job.id] -= 1
-                elif outcome.state in (FAILED, PREEMPTED) and attempts[job.id] < self.max_attempts:
+                    holder = self.store.lease_owner(job.id) or {}
+                    self.events.waiting(job, str(holder.get("owner", "another run")))
+                elif (outcome.state in (FAILED, PREEMPTED) and attempts[job.id] < self.max_attempts
+                      and not interrupt.requested()):
                     self.events.finished(job, outcome, final=False)
                     start(job)
                 else:

@@ -96,6 +96,9 @@ class Progress:
         again = f" (attempt {attempt})" if attempt > 1 else ""
         print(f"[{self.done:>3}/{self.total}] start  {job.label}{again}", file=self.out, flush=True)
 
+    def waiting(self, job: Job, holder: str) -> None:
+        print(f"[{self.done:>3}/{self.total}] waiting for {job.label}, held by {holder} (another run)", file=self.out, flush=True)
+
     def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None:
         self.done += final
         detail = ""
