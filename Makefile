@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
+# The store `make mlflow-ui` shows (the sweep's default: ./mlflow.db).
+MLFLOW_UI_URI ?= sqlite:///mlflow.db
 ARGS ?=
 
 .PHONY: help install run plan test test-fast bench bench-gpu mlflow-ui mlflow-server mlflow-server-stop mlflow-server-status slurm-install slurm-up slurm-down slurm-status slurm-env clean
@@ -42,8 +44,10 @@ bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
 	$(BIN)/python bench/bench_gpu.py
 
+# MLflow's GenAI job runner (eight idle processes, unused by sweeps) stays off, as in scripts/mlflow-server.sh.
 mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) over the local store
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION="$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
+		$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_UI_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 mlflow-server: $(STAMP) ## start a tracking server on 127.0.0.1:$(MLFLOW_PORT) (for clusters; see README)
 	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow-server.sh start

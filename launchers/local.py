@@ -255,7 +255,7 @@ class LocalLauncher:
         assert job is not None
         how = death(worker.proc)
         if worker.killed:
-            state, reason = INTERRUPTED, f"stopped at once by a second interrupt (worker pid {worker.proc.pid} {how})"
+            state, reason = INTERRUPTED, f"stopped at once by a second interrupt (worker pid {worker.proc.pid} killed)"
         else:
             state, reason = FAILED, f"worker process (pid {worker.proc.pid}) running {job.id} {how}"
         return Outcome(job.id, state, error=record_lost(job.id, rt, state, reason, pid=worker.proc.pid))

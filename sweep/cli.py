@@ -268,8 +268,9 @@ def cmd_run(args: Args) -> int:
     if tables:
         print(f"\n{tables}")
     if stopped:
-        print(f"\nstopped by {interrupt.signal_name()}: {sum(o.state == 'interrupted' for o in outcomes.values())} running jobs "
-              f"saved their state; to resume, run the same command again: {resume_command(args)}")
+        stopped_jobs = sum(o.state == "interrupted" for o in outcomes.values())
+        print(f"\nstopped by {interrupt.signal_name()}: {stopped_jobs} running jobs interrupted (they resume from their newest "
+              f"checkpoint); to resume, run the same command again: {resume_command(args)}")
         return interrupt.exit_code()
     if not failed and any(o.state == "done" and not o.skipped for o in outcomes.values()):
         run_fit_after(cfg, plan)

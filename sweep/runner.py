@@ -204,7 +204,7 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
         store.set_status(job.id, RUNNING, owner=rt.owner, pid=os.getpid())
         tracker = rec.tracker = rt.tracker()
         tags = {"sweep_kind": role(job.kind), "sweep_job_kind": job.kind, "sweep_name": rt.sweep_name,
-                "sweep_git_commit": rt.git_commit, "sweep_cell": job.cell.name if job.cell else ""}
+                "sweep_git_commit": rt.git_commit, "sweep_cell": job.cell.name if job.cell else "", "sweep_state": RUNNING}
         run_id = rec.run_id = tracker.job_run(rt.experiment_id, rt.parent_run_id, job.id, tags)
         # Params are what the job computes (its identity: fixed for the job id); where and how it runs
         # (paths, cadence, batching) may differ between attempts, so those go to tags, which may change.
@@ -217,13 +217,14 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
         def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
             # A resumed attempt recomputes the steps between its checkpoint and the stop; MLflow already
             # has them (the same values: the resume is exact), so they are not logged a second time.
-            fresh = {}
-            for k, v in metrics.items():
-                if k not in series:
-                    series[k] = tracker.metric_steps(run_id, k)
-                if int(step or 0) not in series[k]:
-                    series[k][int(step or 0)] = float(v)
-                    fresh[k] = v
+            fresh = dict(metrics)
+            if step is not None:
+                for k, v in metrics.items():
+                    if k not in series:
+                        series[k] = tracker.metric_steps(run_id, k)
+                    if int(step) in series[k]:
+                        del fresh[k]
+                    series[k][int(step)] = float(v)
             if fresh:
                 tracker.log_metrics(run_id, fresh, step)
 
@@ -242,6 +243,7 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
         plot = _plot_series(series, workdir / "series.png")
         if plot is not None:
             tracker.log_artifact(run_id, plot)
+        tracker.set_tags(run_id, {"sweep_state": DONE})
         tracker.finish(run_id, "FINISHED")
         store.mark_done(job.id, metrics)
         return Outcome(job.id, DONE, metrics=metrics, seconds=time.time() - t0)
@@ -250,7 +252,7 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
         rec.ended(state, "KILLED", str(e) or "stopped by the user (KeyboardInterrupt)")
         if isinstance(e, KeyboardInterrupt):
             raise
-        return Outcome(job.id, state, error=rec.note(str(e)) if rec.missed else None, seconds=time.time() - t0)
+        return Outcome(job.id, state, error=rec.note(str(e)), seconds=time.time() - t0)
     except Exception as e:
         text = f"{type(e).__name__}: {e}"
         rec.ended(FAILED, "FAILED", text, traceback.format_exc())

@@ -148,13 +148,15 @@ class Tracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(timeout_s))))
         self.uri, self.retry_s = uri, retry_s
-        self.client = MlflowClient(tracking_uri=self.uri)
         db = _sqlite_path(self.uri)
-        if db is not None:
-            # Creating a fresh store runs MLflow's schema migrations; two processes doing that at once
-            # crash ("duplicate column", "table already exists") and can leave it half-migrated for good.
-            with file_lock(db.with_name(db.name + ".lock")):
-                _retry(lambda: self.client.search_experiments(max_results=1), self.retry_s)
+        if db is None:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            return
+        # Opening a fresh store runs MLflow's schema migrations (the client opens it at once); two
+        # processes doing that together crash ("duplicate column", "table already exists") and can
+        # leave the store half-migrated for good. One at a time; later opens find the schema done.
+        with file_lock(db.with_name(db.name + ".lock")):
+            self.client = MlflowClient(tracking_uri=self.uri)
 
     def _call(self, fn: Callable[[], T]) -> T:
         return _retry(fn, self.retry_s)
