@@ -258,4 +258,4 @@ class LocalLauncher:
             state, reason = INTERRUPTED, f"stopped at once by a second interrupt (worker pid {worker.proc.pid} killed)"
         else:
             state, reason = FAILED, f"worker process (pid {worker.proc.pid}) running {job.id} {how}"
-        return Outcome(job.id, state, error=record_lost(job.id, rt, state, reason, pid=worker.proc.pid))
+        return Outcome(job.id, state, error=record_lost(job, rt, state, reason, pid=worker.proc.pid))

@@ -264,27 +264,32 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
             pass  # a lease we cannot remove goes stale with our process
 
 
-def record_lost(job_id: str, rt: Runtime, state: str, reason: str, pid: int | None = None) -> str:
+def record_lost(job: JobPayload, rt: Runtime, state: str, reason: str, pid: int | None = None) -> str:
     """Record, from the launcher, a job whose worker process died or was killed while running it.
 
-    The job's ``status.json`` and ``error.json`` say ``state`` (failed / interrupted) and
-    ``reason``, its MLflow run (if the worker had opened it) ends FAILED or KILLED with the
-    reason as its ``sweep_error``, and the dead worker's lease is removed. Nothing is written
-    when another live process holds the job's lease (the worker died before it claimed the job).
-    Returns ``reason`` with what could not be written.
+    The job's ``status.json`` (and ``error.json`` when it failed) say ``state`` (failed /
+    interrupted) and ``reason``; its MLflow run ends FAILED or KILLED with the reason as a
+    tag, opened here if the worker died before opening it; the dead worker's lease is removed.
+    Nothing is written when the job is done or another live process holds its lease (the
+    worker died before it claimed the job). Returns ``reason`` with what could not be written.
     """
     store = Store(rt.store_root, lease_s=rt.lease_s)
-    if store.is_done(job_id) or store.lease_owner(job_id) is not None:  # done, or another live process has it
+    if store.is_done(job.id) or store.lease_owner(job.id) is not None:
         return reason
-    lease = store.job_dir(job_id) / "lease"
+    lease = store.job_dir(job.id) / "lease"
     owner = read_json(lease) or {}
     if owner.get("host") == socket.gethostname() and owner.get("pid") == pid:
         lease.unlink(missing_ok=True)
-    rec = _Records(store, job_id)
-    rec.ended(state, "", reason)
-    status = "FAILED" if state == FAILED else "KILLED"
-    rec.attempt(f"mark the MLflow run {status}",
-                lambda: rt.tracker().close_job_runs(rt.experiment_id, {job_id: (status, reason)}))
+    rec = _Records(store, job.id)
+
+    def open_run() -> None:
+        rec.tracker = rt.tracker()
+        rec.run_id = rec.tracker.job_run(rt.experiment_id, rt.parent_run_id, job.id, {
+            "sweep_kind": role(job.kind), "sweep_job_kind": job.kind, "sweep_name": rt.sweep_name,
+            "sweep_cell": job.cell.name if job.cell else ""})
+
+    rec.attempt("open the MLflow run", open_run)
+    rec.ended(state, "FAILED" if state == FAILED else "KILLED", reason)
     return rec.note(reason)
 
 
