@@ -48,4 +48,9 @@ class InlineLauncher:
             return [(h, ended[h]) for h in handles]
 
         store = Store(rt.store_root, lease_s=rt.lease_s)
-        return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=1).run(submit, wait)
+        # The running job polls interrupt.requested() itself; a second signal must raise into it.
+        remove = interrupt.on_signal(lambda at_once: False)
+        try:
+            return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=1).run(submit, wait)
+        finally:
+            remove()

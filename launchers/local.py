@@ -95,7 +95,10 @@ def _serve(conn: Connection, threads: int) -> None:
         if work is None:
             return
         job, rt = work
-        outcome = run_job(job, rt, stop_requested=stop.is_set, stop_state=INTERRUPTED)
+        try:
+            outcome = run_job(job, rt, stop_requested=stop.is_set, stop_state=INTERRUPTED)
+        except Exception as e:  # outside the job's own handling (run_job records those): report it, serve on
+            outcome = Outcome(job.id, FAILED, error=f"{type(e).__name__}: {e}")
         try:
             conn.send(outcome)
         except OSError:

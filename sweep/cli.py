@@ -301,7 +301,11 @@ def print_summary(plan: Any, store: Any, outcomes: dict[str, Any]) -> None:
     print(f"\n{done} done, {len(outcomes) - done} not done{f' ({parts})' if parts else ''}; results under {store.root}")
     listed = [o for o in outcomes.values() if o.state not in ("done", "not started")]
     for o in listed[:MAX_LISTED]:
-        print(f"  {o.state}: {o.job_id}: {(o.error or '').splitlines()[0] if o.error else ''}".rstrip())
+        lines = (o.error or "").splitlines() or [""]
+        print(f"  {o.state}: {o.job_id}: {lines[0]}".rstrip())
+        for line in lines[1:]:
+            if line.lstrip().startswith("(could not"):  # a record of this failure that could not be written
+                print(f"    {line.strip()}")
         folder = store.job_dir(o.job_id)
         if o.state == "failed":
             where = folder / "error.json" if (folder / "error.json").exists() else folder / "status.json"

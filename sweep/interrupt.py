@@ -9,8 +9,10 @@ Around the launch the CLI enters ``graceful()``: the first SIGINT or SIGTERM is
 recorded (``requested()``), the DAG executor starts nothing more, and the
 launcher's listeners (``on_signal``) forward a stop to the jobs it runs, which
 save a checkpoint and end as ``interrupted``. A second signal tells the listeners
-to stop at once; with no listener to do that (the inline launcher runs the job
-in this process), or on a third signal, it raises ``KeyboardInterrupt``.
+to stop at once; when none can (the inline launcher runs the job in this process
+and only polls ``requested()``), or on a third signal, it raises
+``KeyboardInterrupt``. A launcher that registers no listener (Ray, Slurm's wait)
+gets ``KeyboardInterrupt`` at the first signal, as before.
 
 Process-wide state, because signal handlers are: one driver per process.
 """
@@ -57,7 +59,7 @@ def _handle(signum: int, frame: object) -> None:
     global _count, _signum
     _count += 1
     _signum = _signum or signum
-    if not _graceful:
+    if not _graceful or not _listeners:  # nothing can stop gracefully (no launch yet; Ray, Slurm's wait)
         raise KeyboardInterrupt
     at_once = _count > 1
     handled = [listener(at_once) for listener in list(_listeners)]

@@ -187,7 +187,10 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
     store = Store(rt.store_root, lease_s=rt.lease_s)
     if store.is_done(job.id):
         return Outcome(job.id, DONE, metrics=(store.result(job.id) or {}).get("metrics", {}), skipped=True)
-    lease = store.claim(job.id, rt.owner)
+    try:
+        lease = store.claim(job.id, rt.owner)
+    except OSError as e:  # a full disk, a root that went read-only: nothing of the job's can be written
+        return Outcome(job.id, FAILED, error=f"could not take the job's lease in {store.job_dir(job.id)}: {e}")
     if lease is None:
         return Outcome(job.id, BUSY)
     rec = _Records(store, job.id)
@@ -254,7 +257,7 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
             raise
         return Outcome(job.id, state, error=rec.note(str(e)), seconds=time.time() - t0)
     except Exception as e:
-        text = f"{type(e).__name__}: {e}"
+        text = describe(e)
         rec.ended(FAILED, "FAILED", text, traceback.format_exc())
         return Outcome(job.id, FAILED, error=rec.note(text), seconds=time.time() - t0)
     finally:
@@ -262,6 +265,22 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
             lease.release()
         except OSError:
             pass  # a lease we cannot remove goes stale with our process
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message``; its first line also names the innermost cause, which often says more
+    (``MlflowException: ... (from OperationalError: database or disk is full)``)."""
+    root, seen = error, {id(error)}
+    while True:
+        nxt = root.__cause__ if root.__cause__ is not None else None if root.__suppress_context__ else root.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        root = nxt
+        seen.add(id(root))
+    first, *rest = f"{type(error).__name__}: {error}".splitlines() or [""]
+    if root is not error:
+        first += f" (from {type(root).__name__}: {(str(root).splitlines() or [''])[0]})"
+    return "\n".join([first, *rest])
 
 
 def record_lost(job: JobPayload, rt: Runtime, state: str, reason: str, pid: int | None = None) -> str:

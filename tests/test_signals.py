@@ -185,6 +185,13 @@ def _checkpointed(cwd: Path) -> bool:
     return d is not None and any((d / "ckpt").glob("step_*.pt"))
 
 
+def _wait_for_checkpoint(proc: subprocess.Popen, cwd: Path) -> None:
+    wait_until(lambda: _checkpointed(cwd) or proc.poll() is not None, 600, "the features job's first checkpoint")
+    if proc.poll() is not None:
+        out, err = proc.communicate()
+        raise AssertionError(f"the run ended before its first checkpoint ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
+
+
 def _mlflow(cwd: Path) -> dict[str, list[Any]]:
     from mlflow import MlflowClient
 
@@ -199,7 +206,7 @@ def _mlflow(cwd: Path) -> dict[str, list[Any]]:
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
     proc = _start(tmp_path)
-    wait_until(lambda: _checkpointed(tmp_path), 300, "the features job's first checkpoint")
+    _wait_for_checkpoint(proc, tmp_path)
     os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C: the driver's whole process group
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
@@ -233,7 +240,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_sigterm_to_the_driver_alone_leaves_no_worker_behind(tmp_path: Path) -> None:
     proc = _start(tmp_path)
-    wait_until(lambda: _checkpointed(tmp_path), 300, "the features job's first checkpoint")
+    _wait_for_checkpoint(proc, tmp_path)
     proc.send_signal(signal.SIGTERM)  # `kill PID`: the workers get nothing from the system, only from the driver
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-3000:]
@@ -247,7 +254,7 @@ def test_sigterm_to_the_driver_alone_leaves_no_worker_behind(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_workers_of_a_driver_killed_with_9_checkpoint_and_exit(tmp_path: Path) -> None:
     proc = _start(tmp_path)
-    wait_until(lambda: _checkpointed(tmp_path), 300, "the features job's first checkpoint")
+    _wait_for_checkpoint(proc, tmp_path)
     proc.kill()
     proc.communicate(timeout=60)
     wait_until(lambda: not session_members(proc.pid), 60, "the orphaned workers to exit")
