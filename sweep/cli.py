@@ -258,15 +258,15 @@ def cmd_run(args: Args) -> int:
     outcomes = outcomes_of(report, todo, store, t0)
     failed = [o for o in outcomes.values() if o.state != "done"]
     stopped = interrupt.requested()
+    print_summary(plan, store, outcomes)  # first: closing the parent may wait out an MLflow outage
+    tables = error_tables(plan, store)
+    if tables:
+        print(f"\n{tables}", flush=True)
     status = "KILLED" if stopped else "FAILED" if failed else "FINISHED"
     try:
         tracker.finish(rt.parent_run_id, status)
-    except Exception as e:  # the summary below matters more; the next run reopens and closes the parent
+    except Exception as e:  # the next run reopens and closes the parent
         print(f"note: could not mark the sweep's MLflow run {status} ({type(e).__name__}); the next run will", file=sys.stderr)
-    print_summary(plan, store, outcomes)
-    tables = error_tables(plan, store)
-    if tables:
-        print(f"\n{tables}")
     if stopped:
         stopped_jobs = sum(o.state == "interrupted" for o in outcomes.values())
         print(f"\nstopped by {interrupt.signal_name()}: {stopped_jobs} running jobs interrupted (they resume from their newest "
