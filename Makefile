@@ -11,7 +11,7 @@ MLFLOW_PORT ?= 5000
 MLFLOW_UI_URI ?= sqlite:///mlflow.db
 ARGS ?=
 
-.PHONY: help install run plan test test-fast bench bench-gpu mlflow-ui mlflow-server mlflow-server-stop mlflow-server-status slurm-install slurm-up slurm-down slurm-status slurm-env clean
+.PHONY: help install run plan test test-fast bench bench-gpu mlflow-ui dashboard-shot mlflow-server mlflow-server-stop mlflow-server-status slurm-install chromium-install slurm-up slurm-down slurm-status slurm-env clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ run: $(STAMP) ## run the sweep (default: the mini study, locally); extra overrid
 plan: $(STAMP) ## show the plan of a grid, e.g. make plan ARGS=+grid=paper
 	$(BIN)/python -m sweep plan $(ARGS)
 
-test: $(STAMP) slurm-install ## every test, end-to-end, Ray and Slurm ones included (what CI runs)
+test: $(STAMP) slurm-install chromium-install ## every test, end-to-end, Ray, Slurm and browser ones included (what CI runs)
 	$(BIN)/python -m pytest -q -m "" $(ARGS)
 
 test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
@@ -45,9 +45,13 @@ bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real mode
 	$(BIN)/python bench/bench_gpu.py
 
 # MLflow's GenAI job runner (eight idle processes, unused by sweeps) stays off, as in scripts/mlflow-server.sh.
-mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) over the local store
+mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) over the local store (prints each sweep's page)
+	@$(BIN)/python -m sweep.dashboard urls --store "$(MLFLOW_UI_URI)" --port $(MLFLOW_PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION="$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
 		$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_UI_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+dashboard-shot: $(STAMP) chromium-install ## screenshot the mini study's training runs in the MLflow UI -> docs/dashboard.png
+	$(BIN)/python -m sweep.dashboard shot --store sqlite:///mlflow.db --experiment $(or $(SWEEP),mini) --out docs/dashboard.png
 
 mlflow-server: $(STAMP) ## start a tracking server on 127.0.0.1:$(MLFLOW_PORT) (for clusters; see README)
 	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow-server.sh start
@@ -60,6 +64,9 @@ mlflow-server-status: ## say whether the tracking server runs
 
 slurm-install: ## install Slurm + munge + slurmdbd + MariaDB from Debian packages (root; idempotent)
 	@if [ "$${SWEEP_SKIP_SLURM:-0}" = 1 ]; then echo "SWEEP_SKIP_SLURM=1: not installing Slurm"; else scripts/slurm-local.sh install; fi
+
+chromium-install: ## install Debian's chromium for the browser tests and dashboard-shot (root; idempotent)
+	@if [ "$${SWEEP_SKIP_CHROMIUM:-0}" = 1 ]; then echo "SWEEP_SKIP_CHROMIUM=1: not installing chromium"; else scripts/chromium-install.sh; fi
 
 slurm-up: ## start a single-node Slurm on 127.0.0.1 under .slurm/
 	scripts/slurm-local.sh start "$(abspath .slurm)"

@@ -29,13 +29,16 @@ from typing import Any, Protocol
 from launchers.config import LauncherConfig, overrides
 from sweep import interrupt
 from sweep.errors import SweepError
+from sweep.ledger import spent_gpu_hours
 from sweep.plan import Job, Plan
+from sweep.progress import gpus_of
 from sweep.registry import Registry
 from sweep.runner import BUSY, JobPayload, Outcome, Runtime
 from sweep.store import DONE, FAILED, PREEMPTED, BackendState, Store
 
 BLOCKED = "blocked"  # an upstream job failed
 NOT_STARTED = "not started"  # the run was stopped before the job's turn
+HELD = "held"  # not submitted: launcher.max_gpu_hours would have been passed
 
 LAUNCHERS: Registry[Any] = Registry("launcher", {
     "local": "launchers.local:LocalLauncher",
@@ -76,7 +79,7 @@ def payload(job: Job, tasks: int = 1, gpus: Sequence[int] = ()) -> JobPayload:
     """What the worker gets; ``tasks`` > 1: the worker spawns the job's other ranks on its node;
     ``gpus``: the node's GPU ids the launcher gave the job (empty: the devices the process sees)."""
     return JobPayload(id=job.id, kind=job.kind, spec=job.spec, upstream=dict(job.upstream),
-                      cell=job.cell, tasks=tasks, gpus=tuple(gpus))
+                      cell=job.cell, tasks=tasks, gpus=tuple(gpus), label=job.label)
 
 
 def tasks_per_node(job: Job, res: Mapping[str, Any]) -> int:
@@ -152,6 +155,25 @@ def close_ended_runs(store: Store, states: Mapping[str, BackendState], tracking_
     return tracker.close_job_runs(experiment_id, ended)
 
 
+def check_budget(plan: Plan, todo: Sequence[str], store: Store, max_gpu_hours: float | None) -> None:
+    """For a backend that submits everything at once (Slurm): refuse a launch whose estimate passes the budget.
+
+    Spent (the plan's finished jobs, measured) plus the estimate of every job to submit
+    must stay within ``launcher.max_gpu_hours``; nothing is submitted otherwise.
+    """
+    if max_gpu_hours is None:
+        return
+    spent = spent_gpu_hours(plan, store)
+    estimate = sum(plan.get(j).gpu_hours for j in todo)
+    if spent + estimate > max_gpu_hours:
+        raise SweepError("launcher.max_gpu_hours",
+                         f"is {max_gpu_hours:g}, but the {len(todo)} jobs to submit are estimated at {estimate:,.2f} GPU-hours "
+                         f"and {spent:,.2f} are spent already ({spent + estimate:,.2f} in all); this launcher submits "
+                         "every job at once, so it cannot stop half-way",
+                         "raise launcher.max_gpu_hours, or submit part of the grid (`python -m sweep plan` shows each "
+                         "job's estimate)")
+
+
 def make_launcher(cfg: LauncherConfig) -> Launcher:
     """The backend named by ``launcher.name``, built from its typed config (``launchers.config``)."""
     return LAUNCHERS.load(cfg.name)(cfg)
@@ -164,10 +186,17 @@ class DagExecutor:
     returns the (handle, Outcome) pairs that finished. A job another sweep is
     running (``busy``) is polled in the store until it is done, or retried if its
     owner vanished.
+
+    With ``max_gpu_hours`` it submits nothing more once the GPU-hours spent (the plan's
+    jobs done before, then every attempt of this launch: measured seconds x GPUs) plus
+    those in flight (each running job's estimate, or its time so far if longer) plus the
+    next job's estimate would pass the limit: that job and every job not yet started end
+    ``held``, each saying why, and the running ones finish.
     """
 
     def __init__(self, plan: Plan, todo: Iterable[str], store: Store, max_attempts: int, events: Events,
-                 poll_s: float = 1.0, max_in_flight: int | None = None, fits: Callable[[Job], bool] | None = None) -> None:
+                 poll_s: float = 1.0, max_in_flight: int | None = None, fits: Callable[[Job], bool] | None = None,
+                 max_gpu_hours: float | None = None) -> None:
         self.plan, self.store, self.events = plan, store, events
         self.todo = [j for j in plan if j.id in set(todo)]
         self.max_attempts, self.poll_s = max(1, int(max_attempts)), poll_s
@@ -177,6 +206,7 @@ class DagExecutor:
         # A backend that places jobs itself (the local launcher's GPUs) says whether a job fits now;
         # a ready job that does not waits, and smaller ready jobs go first.
         self.fits = fits or (lambda job: True)
+        self.max_gpu_hours = max_gpu_hours
 
     def run(self, submit: Callable[[Job], Any], wait: Callable[[list[Any], float], list[tuple[Any, Outcome]]]) -> LaunchReport:
         report = LaunchReport()
@@ -195,13 +225,32 @@ class DagExecutor:
                 return DONE if self.store.is_done(dep) else FAILED
             return None
 
+        spent = spent_gpu_hours(self.plan, self.store) if self.max_gpu_hours is not None else 0.0
+        started_at: dict[str, float] = {}
+        held: list[str] = []  # the reason, once the budget stopped submissions
+
+        def over_budget(job: Job) -> str | None:
+            if self.max_gpu_hours is None or held or job.gpu_hours <= 0:
+                return held[0] if held else None
+            now = time.time()
+            flight = sum(max(j.gpu_hours, (now - started_at[j.id]) / 3600.0 * gpus_of(j)) for j in running.values())
+            if spent + flight + job.gpu_hours > self.max_gpu_hours:
+                held.append(f"not submitted: launcher.max_gpu_hours={self.max_gpu_hours:g} would be passed "
+                            f"({spent:.2f} GPU-hours spent + {flight:.2f} in flight + {job.gpu_hours:.2f} for this job)")
+            return held[0] if held else None
+
         def start(job: Job) -> None:
+            reason = over_budget(job)
+            if reason is not None:
+                settle(job, Outcome(job.id, HELD, error=reason))
+                return
             holder = self.store.lease_owner(job.id)
             if holder is not None:  # another run is on it: wait, and say so instead of "start"
                 waiting[job.id] = time.time() + self.poll_s
                 self.events.waiting(job, str(holder.get("owner") or f"{holder.get('host')}:{holder.get('pid')}"))
                 return
             attempts[job.id] = attempts.get(job.id, 0) + 1
+            started_at[job.id] = time.time()
             self.events.started(job, attempts[job.id])
             running[submit(job)] = job
 
@@ -219,9 +268,12 @@ class DagExecutor:
                 if self.max_in_flight is not None and len(running) >= self.max_in_flight:
                     break
                 deps = [state_of(d) for d in job.deps]
-                if any(s in (FAILED, BLOCKED) for s in deps):
+                if held:
                     pending.remove(job)
-                    bad = [d for d, s in zip(job.deps, deps) if s in (FAILED, BLOCKED)]
+                    settle(job, Outcome(job.id, HELD, error=held[0]))
+                elif any(s in (FAILED, BLOCKED, HELD) for s in deps):
+                    pending.remove(job)
+                    bad = [d for d, s in zip(job.deps, deps) if s in (FAILED, BLOCKED, HELD)]
                     settle(job, Outcome(job.id, BLOCKED, error=f"upstream failed: {', '.join(bad)}"))
                 elif all(s == DONE for s in deps) and self.fits(job):
                     pending.remove(job)
@@ -245,6 +297,8 @@ class DagExecutor:
                 continue
             for handle, outcome in wait(list(running), self.poll_s):
                 job = running.pop(handle)
+                if outcome.state != BUSY:
+                    spent += outcome.seconds / 3600.0 * gpus_of(job)
                 if outcome.state == BUSY:  # claimed by another run between our look and the worker's claim
                     waiting[job.id] = time.time() + self.poll_s
                     attempts[job.id] -= 1

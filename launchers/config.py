@@ -27,6 +27,13 @@ class LauncherConfig(Spec):
     TAG = "name"
     # Attempts per job before it is reported failed; a retry resumes from the job's checkpoints.
     max_attempts: int = incidental(1, check=at_least(1))
+    # Stop submitting jobs once the GPU-hours spent (finished jobs: measured time x GPUs) plus those in
+    # flight and the next job's estimate would pass this; null = no limit. Slurm submits everything at
+    # once, so there a plan whose estimate passes it is refused before anything is submitted.
+    max_gpu_hours: float | None = incidental(None, check=positive)
+    # Seconds between progress lines when stdout is not a terminal (CI, nohup, Slurm logs); a terminal
+    # gets a live view instead.
+    progress_s: float = incidental(30.0, check=positive)
 
 
 @dataclass(kw_only=True)

@@ -51,6 +51,7 @@ class InlineLauncher:
         # The running job polls interrupt.requested() itself; a second signal must raise into it.
         remove = interrupt.on_signal(lambda at_once: False)
         try:
-            return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=1).run(submit, wait)
+            return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=1,
+                               max_gpu_hours=self.cfg.max_gpu_hours).run(submit, wait)
         finally:
             remove()

@@ -246,7 +246,7 @@ class LocalLauncher:
         store = Store(rt.store_root, lease_s=rt.lease_s)
         try:
             return DagExecutor(plan, todo, store, self.cfg.max_attempts, events, max_in_flight=slots,
-                               fits=gpus.fits).run(submit, wait)
+                               fits=gpus.fits, max_gpu_hours=self.cfg.max_gpu_hours).run(submit, wait)
         finally:
             remove()
             for worker in [*idle, *busy.values()]:

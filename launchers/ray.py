@@ -241,7 +241,8 @@ class RayLauncher:
 
             store = Store(rt.store_root, lease_s=rt.lease_s)
             try:
-                return DagExecutor(plan, todo, store, self.cfg.max_attempts, events).run(submit, wait)
+                return DagExecutor(plan, todo, store, self.cfg.max_attempts, events,
+                                   max_gpu_hours=self.cfg.max_gpu_hours).run(submit, wait)
             finally:
                 for group in groups.values():
                     remove_placement_group(group)

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from launchers.base import BLOCKED, Events, LaunchReport, backend_states, class_resources, close_ended_runs, payload, tasks_per_node
+from launchers.base import BLOCKED, Events, LaunchReport, backend_states, check_budget, class_resources, close_ended_runs, payload, tasks_per_node
 from launchers.config import SlurmConfig, as_config, overrides
 from launchers.slurm_arrays import ArraySpec, plan_arrays
 from launchers.slurm_queue import backend_states as query_states
@@ -108,6 +108,7 @@ class SlurmLauncher:
 
         self.check(plan, todo)
         store = Store(rt.store_root, lease_s=rt.lease_s)
+        check_budget(plan, todo, store, self.cfg.max_gpu_hours)
         report = LaunchReport(detached=not self.cfg.wait)
         wanted = [j for j in plan if j.id in set(todo)]
         for job in wanted:

@@ -1,10 +1,11 @@
 """``python -m sweep [plan|run|status|fit|prefetch] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
 
-    python -m sweep                         run the mini grid (the default) locally
+    python -m sweep                         run the mini grid (the default) locally, with live progress and ETA
     python -m sweep plan +grid=paper        show the paper grid's jobs, status and cost
     python -m sweep +grid=paper launcher=slurm launcher.partition=gpu
-    python -m sweep status --json
-    python -m sweep fit                     fit the scaling law to the sweep's eval runs
+    python -m sweep status                  each job's state and the GPU-hour ledger (--json: one JSON document)
+    python -m sweep status --watch[=S]      the same, refreshed every S seconds (10) until every job is done
+    python -m sweep fit                     fit the scaling law to the sweep's eval runs; writes the study report
     python -m sweep fit --csv results.csv --n-unit billions --json
     python -m sweep prefetch +grid=paper    download the grid's HF models (on a machine with internet)
 
@@ -37,6 +38,7 @@ class Args:
     show_config: bool = False
     csv: str | None = None
     n_unit: str = "auto"
+    watch: float | None = None  # status --watch: seconds between refreshes
     overrides: list[str] = field(default_factory=list)
 
 
@@ -55,6 +57,14 @@ def parse_args(argv: Sequence[str]) -> Args:
             args.json = True
         elif item == "--cfg":
             args.show_config = True
+        elif item.split("=", 1)[0] == "--watch":
+            seconds = item.partition("=")[2] or "10"
+            try:
+                args.watch = float(seconds)
+            except ValueError:
+                raise SweepError("--watch", f"{seconds!r} is not a number of seconds", "write --watch or --watch=5") from None
+            if not args.watch > 0:
+                raise SweepError("--watch", f"must be > 0 seconds, got {seconds}", "write --watch or --watch=5")
         elif item.split("=", 1)[0] in FLAGS_WITH_VALUE:
             key, _, value = item.partition("=")
             if not value:
@@ -63,7 +73,7 @@ def parse_args(argv: Sequence[str]) -> Args:
                 value = rest.pop(0)
             setattr(args, key[2:].replace("-", "_"), value)
         elif item.startswith("-"):
-            raise SweepError(item, "unknown option", "options are --json, --cfg, --csv PATH, --n-unit params|billions, -h")
+            raise SweepError(item, "unknown option", "options are --json, --cfg, --watch[=S], --csv PATH, --n-unit params|billions, -h")
         elif "=" in item or item.startswith("~"):
             args.overrides.append(item)
         else:
@@ -116,26 +126,44 @@ def cmd_plan(args: Args) -> int:
 
 
 def cmd_status(args: Args) -> int:
+    try:
+        return _status(args)
+    except KeyboardInterrupt:  # how `status --watch` ends
+        return 0
+
+
+def _status(args: Args) -> int:
     from launchers.base import backend_states
-    from sweep.display import plan_rows, table
+    from sweep.ledger import status_document, status_text
 
     cfg, plan = load(args.overrides)
     store = store_of(cfg)
-    backend = backend_states(plan, store)  # Slurm's word on submitted jobs
-    close_ended(cfg, plan, store, backend, out=sys.stderr if args.json else sys.stdout)
-    rows = plan_rows(plan, store, backend)
-    if args.json:
-        for row in rows:
-            print(json.dumps(row, sort_keys=True))
-        return 0
-    print(table([(r["id"], r["status"], r["attempts"], r["scheduler"] or "-", (r["error"] or "")[:100]) for r in rows],
-                ("job", "status", "attempts", "scheduler", "last error")))
-    from sweep.preflight import root_problem
+    limit = cfg.launcher.max_gpu_hours
+    while True:
+        backend = backend_states(plan, store)  # Slurm's word on submitted jobs
+        close_ended(cfg, plan, store, backend, out=sys.stderr if args.json else sys.stdout)
+        if args.json:
+            print(json.dumps(status_document(plan, store, backend, limit), sort_keys=True), flush=True)
+        elif args.watch is not None and sys.stdout.isatty():
+            from rich.console import Console
 
-    problem = root_problem(store.root)
-    if problem:
-        print(f"\nnote: sweep.root: {store.root}: {problem}; `run` would stop there")
-    return 0
+            console = Console(highlight=False)
+            console.clear()  # a terminal shows the table in place; a log gets one after the other
+            console.print(status_text(plan, store, backend, limit), markup=False, soft_wrap=True)
+            console.print(f"{time.strftime('%H:%M:%S')}, refreshed every {args.watch:g}s; Ctrl-C stops", style="dim")
+        else:
+            print(status_text(plan, store, backend, limit), flush=True)
+        if not args.json:
+            from sweep.preflight import root_problem
+
+            problem = root_problem(store.root)
+            if problem:
+                print(f"\nnote: sweep.root: {store.root}: {problem}; `run` would stop there")
+        if args.watch is None or all(store.is_done(j.id) for j in plan):
+            return 0
+        time.sleep(args.watch)
+        if not args.json and not sys.stdout.isatty():
+            print(f"\n--- {time.strftime('%H:%M:%S')} (refreshed every {args.watch:g}s; Ctrl-C stops) ---", flush=True)
 
 
 def close_ended(cfg: Any, plan: Any, store: Any, backend: Any, out: Any = None) -> None:
@@ -156,15 +184,19 @@ def setup_tracking(cfg: Any, plan: Any) -> Any:
     from omegaconf import OmegaConf
 
     from sweep.runner import Runtime
-    from sweep.tracking import Tracker, file_lock, git_commit, redact
+    from sweep.study_report import study_note
+    from sweep.tracking import NOTE, Tracker, file_lock, git_commit, redact, source_tags
 
     store = store_of(cfg)
     tracker = Tracker(cfg.tracking.uri, retry_s=cfg.tracking.retry_s, timeout_s=cfg.tracking.timeout_s)
     commit = git_commit()
     grid_tags = {f"grid.{k}": json.dumps(v) for k, v in redact(cfg.grid.to_dict()).items()}
+    note = study_note(cfg, plan)  # the grid and families; `fit` adds the headline
     with file_lock(store.root / ".tracking.lock"):
         exp = tracker.experiment(plan.name)
-        parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, **grid_tags})
+        tracker.describe_experiment(exp, note)
+        parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, NOTE: note, **grid_tags,
+                                                     **source_tags("python -m sweep", commit)})
     config_file = store.root / "sweeps" / plan.name / "config.yaml"
     try:
         config_file.parent.mkdir(parents=True, exist_ok=True)
@@ -210,9 +242,11 @@ def cmd_prefetch(args: Args) -> int:
 
 
 def cmd_run(args: Args) -> int:
-    from launchers.base import backend_states, make_launcher
+    from launchers.base import HELD, backend_states, make_launcher
+    from launchers.config import SlurmConfig
     from sweep import interrupt
     from sweep.display import Progress, error_tables, plan_rows, render_plan
+    from sweep.live import Watch
 
     cfg, plan = load(args.overrides)
     store = store_of(cfg)
@@ -245,7 +279,12 @@ def cmd_run(args: Args) -> int:
     t0 = time.time()
     try:
         with interrupt.graceful():
-            report = launcher.launch(plan, todo, rt, Progress(len(todo)))
+            if isinstance(cfg.launcher, SlurmConfig) and not cfg.launcher.wait:  # submits and returns: nothing to watch
+                report = launcher.launch(plan, todo, rt, Progress(len(todo)))
+            else:
+                with Watch(plan, todo, store, interval_s=cfg.launcher.progress_s,
+                           slots=slots(cfg.launcher, len(todo))) as watch:
+                    report = launcher.launch(plan, todo, rt, watch)
     except KeyboardInterrupt:  # stopped at once (inline launcher, or a third signal): the store says what happened
         pass
     if report is not None and report.detached:
@@ -256,9 +295,12 @@ def cmd_run(args: Args) -> int:
                 print(f"  {o.state}: {o.job_id}: {o.error.splitlines()[0]}")
         return 1 if any(o.state not in ("submitted", "done") for o in report.outcomes.values()) else 0
     outcomes = outcomes_of(report, todo, store, t0)
-    failed = [o for o in outcomes.values() if o.state != "done"]
+    failed = [o for o in outcomes.values() if o.state not in ("done", HELD)]
+    held = [o for o in outcomes.values() if o.state == HELD]
     stopped = interrupt.requested()
     print_summary(plan, store, outcomes)  # first: closing the parent may wait out an MLflow outage
+    if held:
+        print(f"  held: {held[0].error}; raise launcher.max_gpu_hours and run again to go on")
     tables = error_tables(plan, store)
     if tables:
         print(f"\n{tables}", flush=True)
@@ -273,7 +315,7 @@ def cmd_run(args: Args) -> int:
               f"checkpoint); to resume, run the same command again: {resume_command(args)}")
         return interrupt.exit_code()
     if not failed and any(o.state == "done" and not o.skipped for o in outcomes.values()):
-        run_fit_after(cfg, plan)
+        run_fit_after(cfg, plan, args.overrides)
     return 1 if failed else 0
 
 
@@ -299,7 +341,7 @@ def print_summary(plan: Any, store: Any, outcomes: dict[str, Any]) -> None:
     done = counts.pop("done", 0)
     parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     print(f"\n{done} done, {len(outcomes) - done} not done{f' ({parts})' if parts else ''}; results under {store.root}")
-    listed = [o for o in outcomes.values() if o.state not in ("done", "not started")]
+    listed = [o for o in outcomes.values() if o.state not in ("done", "not started", "held")]  # held: one line after
     for o in listed[:MAX_LISTED]:
         lines = (o.error or "").splitlines() or [""]
         print(f"  {o.state}: {o.job_id}: {lines[0]}".rstrip())
@@ -323,20 +365,45 @@ def resume_command(args: Args) -> str:
     return redact_text(" ".join(["python -m sweep", *(shlex.quote(o) for o in args.overrides)]))
 
 
-def run_fit_after(cfg: Any, plan: Any) -> None:
-    """Fit at the end of a run; a study too small to fit is a note, not a failure."""
+def slots(launcher: Any, jobs: int) -> int | None:
+    """How many jobs the launcher runs at once, for the ETA; None: unknown (Ray, Slurm), the display counts them."""
+    from launchers.config import InlineConfig, LocalConfig
+
+    if isinstance(launcher, LocalConfig):
+        return max(1, min(launcher.workers, jobs))
+    return 1 if isinstance(launcher, InlineConfig) else None
+
+
+def run_fit_after(cfg: Any, plan: Any, overrides: list[str]) -> None:
+    """Fit at the end of a run, then the study report; a study too small to fit is a note, not a failure."""
     try:
         from sweep.fitting import fit_sweep
     except ImportError:
         return
     try:
-        fit_sweep(cfg, plan, as_json=False)
+        study = fit_sweep(cfg, plan, as_json=False)
     except SweepError as e:
         print(f"\nfit skipped: {e}")
+        report(cfg, plan, None, overrides, note=f"fit skipped: {e}")
+        return
     except Exception as e:  # the jobs' results are safe; the fit can be redone with `python -m sweep fit`
         from sweep.tracking import redact_text
 
         print(f"\nfit failed: {redact_text(f'{type(e).__name__}: {e}')}; rerun it with `python -m sweep fit`")
+        return
+    report(cfg, plan, study, overrides)
+
+
+def report(cfg: Any, plan: Any, study: Any, overrides: list[str], note: str | None = None, out: Any = None) -> None:
+    """Write the study report page (and the MLflow descriptions); a failure here is a note, the results stand."""
+    from sweep.study_report import publish
+
+    try:
+        path = publish(cfg, plan, study, overrides, note)
+    except Exception as e:  # the fit and the runs are in place; the page can be made again by `fit`
+        print(f"note: could not write the study report: {type(e).__name__}: {e}", file=sys.stderr)
+        return
+    print(f"study report: {path}", file=out or sys.stdout)
 
 
 def cmd_fit(args: Args) -> int:
@@ -350,7 +417,8 @@ def cmd_fit(args: Args) -> int:
                              "give a UTF-8 CSV with columns family,N,V,error[,Q]") from None
     check_fit_overrides(args.overrides)
     cfg, plan = load(args.overrides)
-    fit_sweep(cfg, plan, as_json=args.json)
+    study = fit_sweep(cfg, plan, as_json=args.json)
+    report(cfg, plan, study, args.overrides, out=sys.stderr if args.json else None)
     return 0
 
 
@@ -360,7 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
+        from sweep.help import help_text
+
+        print(help_text(__doc__ or ""))
         return 0
     interrupt.install()
     try:

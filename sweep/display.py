@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from sweep.plan import Job, Plan
@@ -87,17 +87,18 @@ def render_plan(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 class Progress:
-    """Prints a line when a job starts or ends, with a running count."""
+    """Prints a line when a job starts or ends, with a running count; ``emit`` writes a line (default: print)."""
 
-    def __init__(self, total: int, out: TextIO = sys.stdout) -> None:
+    def __init__(self, total: int, out: TextIO = sys.stdout, emit: Callable[[str], None] | None = None) -> None:
         self.total, self.done, self.out, self.t0 = total, 0, out, time.time()
+        self.emit = emit or (lambda text: print(text, file=self.out, flush=True))
 
     def started(self, job: Job, attempt: int) -> None:
         again = f" (attempt {attempt})" if attempt > 1 else ""
-        print(f"[{self.done:>3}/{self.total}] start  {job.label}{again}", file=self.out, flush=True)
+        self.emit(f"[{self.done:>3}/{self.total}] start  {job.label}{again}")
 
     def waiting(self, job: Job, holder: str) -> None:
-        print(f"[{self.done:>3}/{self.total}] waiting for {job.label}, held by {holder} (another run)", file=self.out, flush=True)
+        self.emit(f"[{self.done:>3}/{self.total}] waiting for {job.label}, held by {holder} (another run)")
 
     def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None:
         self.done += final
@@ -109,11 +110,11 @@ class Progress:
         elif outcome.error:
             detail = outcome.error.splitlines()[0][:200]
         took = f"{outcome.seconds:6.1f}s" if outcome.seconds else "      "
-        print(f"[{self.done:>3}/{self.total}] {outcome.state:<6} {job.label} {took} {detail}".rstrip(), file=self.out, flush=True)
+        self.emit(f"[{self.done:>3}/{self.total}] {outcome.state:<6} {job.label} {took} {detail}".rstrip())
 
 
-def error_tables(plan: Plan, store: Store) -> str:
-    """Eval error per family as LLM x V tables (one per family and compressor), from the done records."""
+def error_grids(plan: Plan, store: Store) -> dict[tuple[str, str], tuple[list[str], list[int], dict[tuple[str, int], float]]]:
+    """(family, compressor) -> (LLMs, Vs, mean error over seeds per (LLM, V)), from the eval jobs' done records."""
     results: dict[tuple[str, str], dict[tuple[str, int], list[float]]] = {}
     llms: list[str] = []
     vs: list[int] = []
@@ -129,8 +130,13 @@ def error_tables(plan: Plan, store: Store) -> str:
         for key, value in record["metrics"].items():
             if key.startswith("error/"):
                 results.setdefault((key[len("error/"):], c.compressor), {}).setdefault((c.llm, c.visual_tokens), []).append(value)
+    return {key: (llms, vs, {cell: sum(v) / len(v) for cell, v in grid.items()}) for key, grid in sorted(results.items())}
+
+
+def error_tables(plan: Plan, store: Store) -> str:
+    """Eval error per family as LLM x V tables (one per family and compressor), from the done records."""
     out = []
-    for (family, comp), grid in sorted(results.items()):
-        rows = [[llm] + [f"{sum(grid[(llm, v)]) / len(grid[(llm, v)]):.3f}" if (llm, v) in grid else "" for v in vs] for llm in llms]
+    for (family, comp), (llms, vs, grid) in error_grids(plan, store).items():
+        rows = [[llm] + [f"{grid[(llm, v)]:.3f}" if (llm, v) in grid else "" for v in vs] for llm in llms]
         out.append(f"error, {family}, {comp} (mean over seeds)\n" + table(rows, ["LLM \\ V"] + [str(v) for v in vs]))
     return "\n\n".join(out)

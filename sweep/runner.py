@@ -29,6 +29,7 @@ from typing import Any
 from sweep.distributed import Crew, World, follow, join_all, start_local_ranks
 from sweep.jobs import JOB_BODIES, role
 from sweep.jobs.context import JobContext, Preempted
+from sweep.progress import PROGRESS_FILE, ProgressFile
 from sweep.specs.jobs import Cell, JobSpec
 from sweep.store import DONE, FAILED, INTERRUPTED, PREEMPTED, RUNNING, Store, read_json, write_json_atomic
 
@@ -70,6 +71,7 @@ class JobPayload:
     cell: Cell | None = None
     tasks: int = 1  # processes the job runs on this node; the leader spawns the others (``sweep.distributed``)
     gpus: tuple[int, ...] = ()  # GPU ids the launcher gave the job on this node; () = the devices the process sees
+    label: str = ""  # readable name (``Job.label``: "train xs-v4-avgpool-s0"), the MLflow run's name
 
 
 @dataclass
@@ -180,7 +182,9 @@ class _Records:
 
 def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | None,
           start_ranks: Callable[[], World], stop_state: str) -> Outcome:
-    from sweep.tracking import flatten, redact
+    from sweep.inputs import job_datasets
+    from sweep.jobs import KINDS
+    from sweep.tracking import flatten, redact, source_tags
 
     t0 = time.time()
     offline_hub()
@@ -201,20 +205,25 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
         if missing:
             raise RuntimeError(f"upstream jobs are not done: {missing}")
         workdir = store.job_dir(job.id)
+        (workdir / PROGRESS_FILE).unlink(missing_ok=True)  # an earlier attempt's: the driver reads this one's
         note = store.write_spec(job.id, redact({"kind": job.kind, **job.spec.to_dict()}))
         if note:
             print(f"warning: {note}", file=sys.stderr, flush=True)
         store.set_status(job.id, RUNNING, owner=rt.owner, pid=os.getpid())
         tracker = rec.tracker = rt.tracker()
         tags = {"sweep_kind": role(job.kind), "sweep_job_kind": job.kind, "sweep_name": rt.sweep_name,
-                "sweep_git_commit": rt.git_commit, "sweep_cell": job.cell.name if job.cell else "", "sweep_state": RUNNING}
-        run_id = rec.run_id = tracker.job_run(rt.experiment_id, rt.parent_run_id, job.id, tags)
+                "sweep_git_commit": rt.git_commit, "sweep_cell": job.cell.name if job.cell else "", "sweep_state": RUNNING,
+                **source_tags(KINDS[job.kind].body, rt.git_commit)}
+        run_id = rec.run_id = tracker.job_run(rt.experiment_id, rt.parent_run_id, job.id, tags, name=job.label or None)
         # Params are what the job computes (its identity: fixed for the job id); where and how it runs
         # (paths, cadence, batching) may differ between attempts, so those go to tags, which may change.
         semantic = flatten(redact(job.spec.identity()))
         tracker.log_params(run_id, {"job.id": job.id, "job.kind": job.kind, **semantic})
         tracker.set_tags(run_id, {f"spec.{k}": v for k, v in flatten(redact(job.spec.to_dict())).items() if k not in semantic})
         tracker.log_artifact(run_id, workdir / "spec.json")
+        upstream_dirs = {kind: store.job_dir(uid) for kind, uid in job.upstream.items()}
+        tracker.log_datasets(run_id, job_datasets(job.spec, upstream_dirs))
+
         series: dict[str, dict[int, float]] = {}
 
         def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -236,9 +245,10 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
         world = start_ranks()
         ctx = JobContext(
             job_id=job.id, kind=job.kind, spec=job.spec, workdir=workdir,
-            upstream={kind: store.job_dir(uid) for kind, uid in job.upstream.items()},
-            log_metrics=log_metrics, log_artifact=lambda path: tracker.log_artifact(run_id, Path(path)),
-            stop_requested=stop_requested or (lambda: False), world=world, device=world.device(),
+            upstream=upstream_dirs, log_metrics=log_metrics,
+            log_artifact=lambda path: tracker.log_artifact(run_id, Path(path)),
+            stop_requested=stop_requested or (lambda: False), progress=ProgressFile(workdir / PROGRESS_FILE),
+            world=world, device=world.device(),
         )
         metrics = dict(JOB_BODIES.load(job.kind)(ctx))
         metrics["job/seconds"] = time.time() - t0

@@ -34,6 +34,11 @@ T = TypeVar("T")
 PARENT, JOB, FIT = "parent", "job", "fit"
 MAX_PARAM_CHARS = 6000
 RETRY_S, TIMEOUT_S = 120.0, 30.0  # defaults of tracking.retry_s / tracking.timeout_s (sweep.specs.config.Tracking)
+# MLflow's own tags. The UI opens an experiment of the training kind on its runs (not the GenAI
+# overview), shows the note as the description, and fills the runs table's Source column from
+# the source tags.
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+NOTE = "mlflow.note.content"
 
 
 def absolute_uri(uri: str) -> str:
@@ -204,12 +209,13 @@ class Tracker:
             self._call(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
         return run.info.run_id
 
-    def job_run(self, experiment_id: str, parent_run_id: str, job_id: str, tags: Mapping[str, str]) -> str:
-        """The job's run, created on its first attempt and reopened on later ones."""
-        run, created = self._find_or_create(experiment_id, {"sweep_job_id": job_id}, job_id,
+    def job_run(self, experiment_id: str, parent_run_id: str, job_id: str, tags: Mapping[str, str],
+                name: str | None = None) -> str:
+        """The job's run, created on its first attempt and reopened on later ones; ``name``: the readable run name."""
+        run, created = self._find_or_create(experiment_id, {"sweep_job_id": job_id}, name or job_id,
                                             {"sweep_role": JOB, "mlflow.parentRunId": parent_run_id, **tags})
         if not created:
-            self._call(lambda: self.client.update_run(run.info.run_id, status="RUNNING"))
+            self._call(lambda: self.client.update_run(run.info.run_id, status="RUNNING", name=name))
             self.set_tags(run.info.run_id, tags)
         return run.info.run_id
 
@@ -223,6 +229,25 @@ class Tracker:
         """The values logged for ``key`` by step (the last one where a step was logged twice)."""
         return {int(m.step): float(m.value) for m in sorted(self._call(lambda: self.client.get_metric_history(run_id, key)),
                                                            key=lambda m: m.timestamp)}
+
+    # ---- what the dashboard shows --------------------------------------
+    def describe_experiment(self, experiment_id: str, note: str | None = None) -> None:
+        """Mark the experiment as model training (the UI opens on its runs) and set its description."""
+        self._call(lambda: self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, TRAINING_KIND))
+        if note is not None:
+            self._call(lambda: self.client.set_experiment_tag(experiment_id, NOTE, note))
+
+    def log_datasets(self, run_id: str, refs: Iterable[Any]) -> None:
+        """The data a run read (``sweep.inputs.DatasetRef``) as MLflow dataset inputs; logging one again is a no-op."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(r.name, r.digest, r.source_type, json.dumps(dict(r.source), default=str),
+                                       profile=json.dumps(dict(r.profile), default=str) if r.profile else None),
+                               tags=[InputTag("mlflow.data.context", r.context)]) for r in refs]
+        if inputs:
+            self._call(lambda: self.client.log_inputs(run_id, datasets=inputs))
 
     # ---- logging -------------------------------------------------------
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
@@ -324,3 +349,17 @@ def git_commit(repo: Path | None = None) -> str:
         return "unknown"
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
+
+
+def source_tags(name: str, commit: str) -> dict[str, str]:
+    """MLflow's own source tags (the runs table's Source column): entry point, git commit, user."""
+    import getpass
+
+    tags = {"mlflow.source.name": name, "mlflow.source.type": "LOCAL"}
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        pass
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags

@@ -80,5 +80,5 @@ def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
     assert took < 30, f"no-op re-run took {took:.1f}s"
 
     status = sweep("status", "--json", *TINY, cwd=tmp_path)
-    rows = [json.loads(line) for line in status.stdout.splitlines()]
+    rows = json.loads(status.stdout)["jobs"]
     assert {r["status"] for r in rows} == {"done"} and len(rows) == 9

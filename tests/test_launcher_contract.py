@@ -11,7 +11,9 @@ single-node Slurm the harness starts; marked ``slurm``).
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -106,6 +108,22 @@ def test_dag_order_and_results(launcher: Any, tmp_path: Path, mlflow_uri: str) -
     runs = Tracker(mlflow_uri).job_runs(rt.experiment_id, "probe", ids.values())  # other backends share the experiment
     assert sorted(r.data.tags["sweep_job_id"] for r in runs) == sorted(ids.values())
     assert all(r.data.tags["mlflow.parentRunId"] == rt.parent_run_id for r in runs)
+
+
+def test_progress_reaches_the_driver(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:
+    """The job's leader writes its steps into its folder; the driver's display reads them, on every backend."""
+    from sweep.live import Watch
+    from sweep.store import Store
+
+    plan = probe_plan({"slow": ((), {"steps": 10, "sleep_s": 4.0})})
+    rt = make_runtime(tmp_path / "store", mlflow_uri, "contract-progress")
+    out = io.StringIO()
+    todo = [j.id for j in plan]
+    with Watch(plan, todo, Store(rt.store_root), out=out, interval_s=0.3) as watch:
+        report = launcher.launch(plan, todo, rt, watch)
+    assert {o.state for o in report.outcomes.values()} == {"done"}
+    seen = [int(step) for step in re.findall(r"progress probe: probe (\d+)/10", out.getvalue())]
+    assert any(0 < step < 10 for step in seen), out.getvalue()  # read while it ran
 
 
 def test_done_jobs_are_skipped(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:

@@ -84,7 +84,7 @@ def test_tiny_grid_through_slurm_then_eval_only_rerun_fire_and_forget(slurm_env:
 
     def rows() -> list[dict[str, Any]]:
         out = sweep("status", "--json", *rerun, cwd=tmp_path)
-        return [json.loads(line) for line in out.stdout.splitlines()]
+        return json.loads(out.stdout)["jobs"]
 
     evals = [r for r in rows() if r["kind"] == "eval"]
     assert {r["status"] for r in evals} <= {"submitted", "running", "done"}
@@ -159,10 +159,11 @@ def test_status_closes_the_run_of_a_job_cancelled_after_a_fire_and_forget_run(
     assert mlflow_run(mlflow_uri, rt.experiment_id, job.id).info.status == "RUNNING"  # what the dashboard showed
 
     # `python -m sweep status` on this plan and store.
+    from launchers.config import SlurmConfig
     from sweep.specs.config import SweepSection, Tracking
 
     cfg = SimpleNamespace(sweep=SweepSection(name=plan.name, root=rt.store_root, lease_s=rt.lease_s),
-                          tracking=Tracking(uri=mlflow_uri))
+                          tracking=Tracking(uri=mlflow_uri), launcher=SlurmConfig.parse({"name": "slurm"}, "launcher"))
     monkeypatch.setattr(cli, "load", lambda overrides: (cfg, plan))
     assert cli.main(["status"]) == 0
     out = capsys.readouterr().out

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.distributed import World
+from sweep.progress import no_progress
 
 
 class Preempted(Exception):
@@ -48,6 +49,9 @@ class JobContext:
     log_metrics: Callable[[Mapping[str, float], int | None], None] = _drop_metrics
     log_artifact: Callable[[Path], None] = lambda path: None
     stop_requested: Callable[[], bool] = _never
+    # progress(step, total, loss=None, phase="train"): how far the job is, for the driver's live view
+    # (sweep.progress); a file write on the leader, nothing elsewhere. Workers never print progress.
+    progress: Callable[..., None] = no_progress
     device: str = "cpu"  # cuda:<local rank> on a GPU node
     world: World = field(default_factory=World)  # the job's ranks (sweep.distributed); one process by default
 

@@ -78,6 +78,7 @@ def run(ctx: JobContext) -> dict[str, float]:
         ok = (pred == target) | (target == pad_id)
         correct[i : i + len(idx)] = ok.all(1)
         q_tokens += int(batch["q_mask"].sum())
+        ctx.progress(i + len(idx), len(chosen), phase="eval")
     seconds = time.perf_counter() - t1
 
     types = cache.qtype[chosen]

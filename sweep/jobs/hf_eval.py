@@ -101,6 +101,7 @@ def run(ctx: JobContext) -> dict[str, float]:
                 sample = (ids[0], images[0])
             for it, text in zip(chunk, vlm.generate(ids, images, run_spec.max_new_tokens)):
                 preds[it.id] = text
+            ctx.progress(min(len(items), i + batch_size * world.world_size), len(items), phase=f"eval {name}")
         preds = distributed.merged(preds)
         if not world.leader:
             continue

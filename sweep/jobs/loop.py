@@ -141,6 +141,7 @@ class StepBook:
 
     def after_step(self, done: int, loss: float, lr: float) -> None:
         self.window = [self.window[0] + loss, self.window[1] + 1]
+        self.ctx.progress(done, self.steps, loss=self.window[0] / self.window[1], phase=self.prefix)
         if done % self.log_every == 0 or done == self.steps:
             self.last = self.window[0] / self.window[1]
             self.ctx.log_metrics({f"{self.prefix}/loss": self.last, f"{self.prefix}/lr": lr}, done)

@@ -60,6 +60,7 @@ def run(ctx: JobContext) -> dict[str, float]:
             raise Preempted(f"stopped at step {step}")
         time.sleep(per_step)
         ctx.log_metrics({"probe/step": float(step)}, step)
+        ctx.progress(step + 1, steps, phase="probe")
     ckpt.write_text(str(steps))
     _trace(spec.trace, "end", ctx.job_id)
     for kind, folder in ctx.upstream.items():
