@@ -444,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit, "prefetch": cmd_prefetch}[args.command](args)
     except SweepError as e:
-        print(f"error: {redact_text(str(e))}", file=sys.stderr)
+        # The field is a name, never a secret: "llm.xs.api_key: unknown key" keeps its words.
+        print(f"error: {e.field}: {redact_text(e.problem)}\n  fix: {redact_text(e.fix)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:  # before any job started, or after the summary: nothing to save
         print(f"\nstopped by {interrupt.signal_name() or 'SIGINT'}", file=sys.stderr)
