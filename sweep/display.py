@@ -108,6 +108,9 @@ class Progress:
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self.emit(f"[{self.done:>3}/{self.total}] start  {job.label}{again}")
 
+    def waiting(self, job: Job, holder: str) -> None:
+        self.emit(f"[{self.done:>3}/{self.total}] waiting for {job.label}, held by {holder} (another run)")
+
     def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None:
         self.done += final
         detail = ""

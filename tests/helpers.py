@@ -40,12 +40,16 @@ class Recorder:
     def __init__(self) -> None:
         self.starts: list[tuple[str, int]] = []
         self.ends: list[tuple[str, str, bool]] = []
+        self.waits: list[tuple[str, str]] = []
 
     def started(self, job: Any, attempt: int) -> None:
         self.starts.append((job.id, attempt))
 
     def finished(self, job: Any, outcome: Any, final: bool = True) -> None:
         self.ends.append((job.id, outcome.state, final))
+
+    def waiting(self, job: Any, holder: str) -> None:
+        self.waits.append((job.id, holder))
 
 
 def tiny_hf_parts(tiny: Mapping[str, Path], compressor: str = "avgpool", visual_tokens: int = 1) -> dict[str, Any]:
