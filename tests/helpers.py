@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from harness import wait_until
 
 
 def probe_plan(nodes: Mapping[str, tuple[Sequence[str], Mapping[str, Any]]], name: str = "probe",
@@ -271,3 +274,21 @@ def run_paper_cli(tmp_path: Path, tiny: Mapping[str, Path], train_yaml: str, eva
         if r.data.tags.get("sweep_role") == "job":
             jobs.setdefault(r.data.tags["sweep_kind"], []).append(r)
     return jobs
+
+
+def features_dir(root: Path) -> Path | None:
+    """The features job's folder under a store root (``sweep.root``), once it exists."""
+    found = list((root / "jobs").glob("features-*"))
+    return found[0] if found else None
+
+
+def wait_for_features_checkpoint(proc: subprocess.Popen, root: Path) -> None:
+    """Wait until the run ``proc`` wrote its features job's first checkpoint under ``root``; fail if it ends first."""
+    def checkpointed() -> bool:
+        d = features_dir(root)
+        return d is not None and any((d / "ckpt").glob("step_*.pt"))
+
+    wait_until(lambda: checkpointed() or proc.poll() is not None, 600, "the features job's first checkpoint")
+    if proc.poll() is not None:
+        out, err = proc.communicate()
+        raise AssertionError(f"the run ended before its first checkpoint ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")

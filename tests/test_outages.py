@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from harness import REPO_ROOT, free_port, session_members, terminate_session, wait_until
+from helpers import features_dir, wait_for_features_checkpoint
 
 ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=150", "vision.pretrain.checkpoint_every=10",
         "vision.pretrain.log_every=5", "data.train_images=200", "data.test_images=50", "train.stages.0.steps=10",
@@ -36,21 +37,6 @@ def _start(cwd: Path, root: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def _features(root: Path) -> Path | None:
-    found = list((root / "jobs").glob("features-*"))
-    return found[0] if found else None
-
-
-def _checkpointed(root: Path) -> bool:
-    d = _features(root)
-    return d is not None and any((d / "ckpt").glob("step_*.pt"))
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, root: Path) -> None:
-    wait_until(lambda: _checkpointed(root) or proc.poll() is not None, 600, "the features job's first checkpoint")
-    if proc.poll() is not None:
-        out, err = proc.communicate()
-        raise AssertionError(f"the run ended before its first checkpoint ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
 
 
 @pytest.fixture
@@ -95,7 +81,7 @@ def test_a_full_disk_is_reported_and_the_summary_survives(store_on: str, tmp_pat
     root = small_disk / "sweeps"
     db = (small_disk if store_on == "same disk" else tmp_path) / "mlflow.db"
     proc = _start(tmp_path, root, f"tracking.uri=sqlite:///{db}")
-    _wait_for_checkpoint(proc, root)
+    wait_for_features_checkpoint(proc, root)
     _fill(small_disk)
     out, err = proc.communicate(timeout=300)
     wait_until(lambda: not session_members(proc.pid), 30, "every process of the run to exit")
@@ -104,7 +90,7 @@ def test_a_full_disk_is_reported_and_the_summary_survives(store_on: str, tmp_pat
     assert "0 done, 3 not done (2 blocked, 1 failed)" in out  # the summary, even with the store on the full disk
     failed = next(line for line in out.splitlines() if line.startswith("  failed: features-"))
     assert "No space left on device" in failed or "disk is full" in failed  # the OS's word, or SQLite's
-    features = _features(root)
+    features = features_dir(root)
     status = json.loads((features / "status.json").read_text())
     # The failed write's temp file is removed, which frees a little room: the failure is recorded there,
     # or the summary says it could not be.
@@ -140,16 +126,16 @@ def test_an_mlflow_outage_longer_than_the_retry_budget(tmp_path: Path) -> None:
     with _Server(tmp_path / "server") as srv:
         uri = srv.server.uri
         proc = _start(tmp_path, tmp_path / "out", f"tracking.uri={uri}", "tracking.retry_s=3")
-        _wait_for_checkpoint(proc, tmp_path / "out")
+        wait_for_features_checkpoint(proc, tmp_path / "out")
         srv.server.stop()  # down for longer than tracking.retry_s
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 1, out[-3000:] + err[-3000:]
         assert "Traceback" not in err
         assert "0 done, 3 not done (2 blocked, 1 failed)" in out  # the driver printed its summary
         assert "could not mark the sweep's MLflow run FAILED" in err
-        status = json.loads((_features(tmp_path / "out") / "status.json").read_text())
+        status = json.loads((features_dir(tmp_path / "out") / "status.json").read_text())
         assert status["state"] == "failed" and "Connection refused" in status["error"]
-        assert (_features(tmp_path / "out") / "error.json").exists()
+        assert (features_dir(tmp_path / "out") / "error.json").exists()
 
         srv.server.start()  # the server is back: the next run repairs the runs it left open
         again = _start(tmp_path, tmp_path / "out", f"tracking.uri={uri}")

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from harness import session_members, wait_until
-from helpers import Recorder, make_runtime, probe_plan
+from helpers import Recorder, features_dir, make_runtime, probe_plan, wait_for_features_checkpoint
 
 
 @pytest.fixture
@@ -175,21 +175,6 @@ def _start(cwd: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def _features_dir(cwd: Path) -> Path | None:
-    found = list((cwd / "outputs" / "jobs").glob("features-*"))
-    return found[0] if found else None
-
-
-def _checkpointed(cwd: Path) -> bool:
-    d = _features_dir(cwd)
-    return d is not None and any((d / "ckpt").glob("step_*.pt"))
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, cwd: Path) -> None:
-    wait_until(lambda: _checkpointed(cwd) or proc.poll() is not None, 600, "the features job's first checkpoint")
-    if proc.poll() is not None:
-        out, err = proc.communicate()
-        raise AssertionError(f"the run ended before its first checkpoint ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
 
 
 def _mlflow(cwd: Path) -> dict[str, list[Any]]:
@@ -206,7 +191,7 @@ def _mlflow(cwd: Path) -> dict[str, list[Any]]:
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
     proc = _start(tmp_path)
-    _wait_for_checkpoint(proc, tmp_path)
+    wait_for_features_checkpoint(proc, tmp_path / "outputs")
     os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C: the driver's whole process group
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
@@ -215,7 +200,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     resume = next(line for line in out.splitlines() if "to resume" in line)
     assert "python -m sweep" in resume and "vision.pretrain.steps=150" in resume
     wait_until(lambda: not session_members(proc.pid), 30, "every process of the run to exit")
-    features = _features_dir(tmp_path)
+    features = features_dir(tmp_path / "outputs")
     assert json.loads((features / "status.json").read_text())["state"] == "interrupted"
     runs = _mlflow(tmp_path)
     assert [r.info.status for r in runs["parent"]] == ["KILLED"]
@@ -240,13 +225,13 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_sigterm_to_the_driver_alone_leaves_no_worker_behind(tmp_path: Path) -> None:
     proc = _start(tmp_path)
-    _wait_for_checkpoint(proc, tmp_path)
+    wait_for_features_checkpoint(proc, tmp_path / "outputs")
     proc.send_signal(signal.SIGTERM)  # `kill PID`: the workers get nothing from the system, only from the driver
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-3000:]
     assert "Traceback" not in err and "stopped by SIGTERM" in out
     wait_until(lambda: not session_members(proc.pid), 30, "every process of the run to exit")
-    assert json.loads((_features_dir(tmp_path) / "status.json").read_text())["state"] == "interrupted"
+    assert json.loads((features_dir(tmp_path / "outputs") / "status.json").read_text())["state"] == "interrupted"
     runs = _mlflow(tmp_path)
     assert [r.info.status for r in runs["parent"]] == ["KILLED"] and [r.info.status for r in runs["job"]] == ["KILLED"]
 
@@ -254,9 +239,9 @@ def test_sigterm_to_the_driver_alone_leaves_no_worker_behind(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_workers_of_a_driver_killed_with_9_checkpoint_and_exit(tmp_path: Path) -> None:
     proc = _start(tmp_path)
-    _wait_for_checkpoint(proc, tmp_path)
+    wait_for_features_checkpoint(proc, tmp_path / "outputs")
     proc.kill()
     proc.communicate(timeout=60)
     wait_until(lambda: not session_members(proc.pid), 60, "the orphaned workers to exit")
-    status = json.loads((_features_dir(tmp_path) / "status.json").read_text())
+    status = json.loads((features_dir(tmp_path / "outputs") / "status.json").read_text())
     assert status["state"] == "interrupted"  # the worker saw its driver go, checkpointed and said so
