@@ -38,6 +38,7 @@ test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
 bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_fit.py
 	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python bench/bench_adaptive.py
 
 bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
 	$(BIN)/python bench/bench_gpu.py

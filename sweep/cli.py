@@ -1,4 +1,4 @@
-"""``python -m sweep [plan|run|status|fit|prefetch] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
+"""``python -m sweep [plan|run|status|fit|suggest|prefetch] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
 
     python -m sweep                         run the mini grid (the default) locally, with live progress and ETA
     python -m sweep plan +grid=paper        show the paper grid's jobs, status and cost
@@ -7,6 +7,8 @@
     python -m sweep status --watch[=S]      the same, refreshed every S seconds (10) until every job is done
     python -m sweep fit                     fit the scaling law to the sweep's eval runs; writes the study report
     python -m sweep fit --csv results.csv --n-unit billions --json
+    python -m sweep suggest [--k K] [--budget GPU_HOURS|P%] [--target vstar|frontier|alpha-beta] [--csv FILE] [--json]
+    python -m sweep run --adaptive [--budget GPU_HOURS|P%] [--until-ci WIDTH] [--k K]
     python -m sweep prefetch +grid=paper    download the grid's HF models (on a machine with internet)
 
 Exit codes: 0 ok, 1 a job failed, 2 bad input (nothing was started).
@@ -24,8 +26,9 @@ from typing import Any
 
 from sweep.errors import SweepError, close_names
 
-COMMANDS = ("run", "plan", "status", "fit", "prefetch")
-FLAGS_WITH_VALUE = ("--csv", "--n-unit")
+COMMANDS = ("run", "plan", "status", "fit", "suggest", "prefetch")
+FLAGS_WITH_VALUE = ("--csv", "--n-unit", "--k", "--budget", "--target", "--until-ci")
+DESIGN_FLAGS = ("k", "budget", "target", "until_ci")  # suggest and run --adaptive (sweep.design.settings)
 
 
 @dataclass
@@ -36,6 +39,11 @@ class Args:
     csv: str | None = None
     n_unit: str = "auto"
     watch: float | None = None  # status --watch: seconds between refreshes
+    adaptive: bool = False
+    k: str | None = None
+    budget: str | None = None
+    target: str | None = None
+    until_ci: str | None = None
     overrides: list[str] = field(default_factory=list)
 
 
@@ -62,6 +70,8 @@ def parse_args(argv: Sequence[str]) -> Args:
                 raise SweepError("--watch", f"{seconds!r} is not a number of seconds", "write --watch or --watch=5") from None
             if not args.watch > 0:
                 raise SweepError("--watch", f"must be > 0 seconds, got {seconds}", "write --watch or --watch=5")
+        elif item == "--adaptive":
+            args.adaptive = True
         elif item.split("=", 1)[0] in FLAGS_WITH_VALUE:
             key, _, value = item.partition("=")
             if not value:
@@ -70,12 +80,28 @@ def parse_args(argv: Sequence[str]) -> Args:
                 value = rest.pop(0)
             setattr(args, key[2:].replace("-", "_"), value)
         elif item.startswith("-"):
-            raise SweepError(item, "unknown option", "options are --json, --cfg, --watch[=S], --csv PATH, --n-unit params|billions, -h")
+            raise SweepError(item, "unknown option", "options are --json, --cfg, --watch[=S], --csv PATH, --n-unit params|billions, -h; "
+                             "suggest and run --adaptive: --k K, --budget GPU_HOURS|P%, --target T, --until-ci WIDTH")
         elif "=" in item or item.startswith("~"):
             args.overrides.append(item)
         else:
             raise SweepError(item, f"{item!r} is not a Hydra override (key=value) nor a subcommand", f"subcommands go first: {', '.join(COMMANDS)}")
+    design = [f"--{name.replace('_', '-')}" for name in DESIGN_FLAGS if getattr(args, name) is not None]
+    if args.adaptive and args.command != "run":
+        raise SweepError("--adaptive", f"is a flag of run, not of {args.command}", "write python -m sweep run --adaptive ...")
+    if design and not (args.command == "suggest" or args.adaptive):
+        raise SweepError(design[0], f"applies to suggest and run --adaptive, not to {args.command}" + (" without --adaptive" if args.command == "run" else ""),
+                         f"write python -m sweep suggest {design[0]} ... or python -m sweep run --adaptive {design[0]} ...")
+    if args.csv and args.command not in ("fit", "suggest"):
+        raise SweepError("--csv", f"applies to fit and suggest, not to {args.command}", "write python -m sweep suggest --csv FILE ...")
     return args
+
+
+def design_overrides(args: Args) -> list[str]:
+    """The Hydra overrides with the design flags as ``design.*`` overrides (``--k 3`` -> ``design.k=3``)."""
+    from sweep.design.settings import flag_overrides
+
+    return [*args.overrides, *flag_overrides(args.k, args.budget, args.target, args.until_ci)]
 
 
 def load(overrides: Sequence[str]) -> tuple[Any, Any]:
@@ -218,12 +244,24 @@ def cmd_prefetch(args: Args) -> int:
     return prefetch(cfg, plan)
 
 
+def cmd_suggest(args: Args) -> int:
+    from sweep.design.suggest import suggest
+
+    cfg, plan = load(design_overrides(args))
+    return suggest(cfg, plan, csv=Path(args.csv) if args.csv else None, n_unit=args.n_unit, as_json=args.json)
+
+
 def cmd_run(args: Args) -> int:
     from launchers.base import HELD, backend_states, make_launcher
     from launchers.config import SlurmConfig
     from sweep.display import Progress, error_tables, plan_rows, render_plan
     from sweep.live import Watch
 
+    if args.adaptive:
+        from sweep.design.adaptive import run_adaptive
+
+        overrides = design_overrides(args)
+        return run_adaptive(*load(overrides), overrides)
     cfg, plan = load(args.overrides)
     store = store_of(cfg)
     backend = backend_states(plan, store)
@@ -338,7 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(OmegaConf.to_yaml(compose(args.overrides)))
             return 0
-        return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit, "prefetch": cmd_prefetch}[args.command](args)
+        return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit, "suggest": cmd_suggest,
+                "prefetch": cmd_prefetch}[args.command](args)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
