@@ -99,7 +99,7 @@ def test_run_adaptive_on_a_tiny_mini_grid(tmp_path: Path) -> None:
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("mini").experiment_id
     rounds = client.search_runs([exp], f"tags.sweep_role = '{ROUND}'")
-    assert len(rounds) >= 3  # 2 slots (local workers): the 5 start cells take three rounds
+    assert len(rounds) >= 2  # 2 slots (local workers): the start design takes two rounds before the law can be fitted
     chosen = [c for r in rounds for c in r.data.params["cells"].split(",")]
     assert len(chosen) == len(set(chosen))  # no cell is chosen twice
     evals = [r for r in client.search_runs([exp], "tags.sweep_kind = 'eval'")]

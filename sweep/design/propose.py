@@ -8,12 +8,13 @@
 
 Phases:
 
-- ``start``: while the study has run nothing but (part of) the start design,
-  the unmeasured start cells (corners of N x V and a centre, per compressor),
-  cheapest first, as many as ``k`` and the budget allow (a start cell the budget
-  cannot pay for is dropped, and the design takes over once the law can be fitted);
-- ``design``: once the paper form can be fitted, the cells of most expected
-  gain per unit of cost (``criterion``);
+- ``start``: until the paper form can be fitted and ranked by (``StudyState.ready``:
+  fitted on more cells than its four parameters, or with every cell's noise
+  known), the unmeasured start cells (corners of N x V and a centre, per
+  compressor), cheapest first, as many as ``k`` and the budget allow;
+- ``design``: from then on, the cells of most expected gain per unit of cost
+  (``criterion``); start cells not run yet compete like any other, so the
+  dearest corner runs only if it is worth its price;
 - ``fill``: the law cannot be fitted yet and the start design is used up (a
   grid with one N or one V, unaffordable corners): the cheapest cells.
 
@@ -86,12 +87,11 @@ def propose(state: StudyState, settings: DesignSettings, k: int) -> Proposal:
     stop = stop_reason(state.widths(), settings.until_ci, pool.spent, budget, cheapest, pool.unit)
     if stop:
         return Proposal(state, settings, "done", [], budget, stop, notes)
-    start = [c for c in start_design(pool.cells, lambda c: state.n_of[c.llm], pool.own_cost) if c.name not in state.measured]
-    start_names = {c.name for c in start_design(pool.cells, lambda c: state.n_of[c.llm], pool.own_cost)}
-    only_start = state.measured <= start_names
-    # A start cell the budget cannot pay for no longer holds the design back.
-    start = [c for c in start if c in runnable and (left is None or pool.cost_of([c]) <= left * (1 + 1e-9))]
-    phase = "start" if start and (only_start or not state.models) else ("design" if state.models else "fill")
+    # The start runs cheapest first until the law can be fitted and ranked by; its cells not run
+    # by then (the dearest corner, often) compete with every other cell on gain per unit of cost.
+    start = [c for c in start_design(pool.cells, lambda c: state.n_of[c.llm], pool.own_cost)
+             if c.name not in state.measured and c in runnable and (left is None or pool.cost_of([c]) <= left * (1 + 1e-9))]
+    phase = "start" if start and not state.ready else ("design" if state.ready else "fill")
     if phase == "design":
         picks = choose(state.models, runnable, state.point, pool.cost_of, k, left, settings.until_ci or 0.0, pool.unit)
         if not picks:

@@ -33,6 +33,7 @@ from sweep.scaling.settings import FitSettings
 from sweep.scaling.table import Observation
 from sweep.specs.jobs import Cell
 
+PAPER_PARAMS = 4  # A, alpha, beta, D
 MIN_DRAWS = 200  # the design needs a cloud of refits even where `fit` is asked for no intervals (fit.n_boot=0)
 
 
@@ -46,6 +47,11 @@ class StudyState:
     n_of: dict[str, float]  # LLM name -> N in the results' unit
     models: list[FamilyModel] = field(default_factory=list)
     note: str = ""  # why there is no fit yet
+
+    @property
+    def ready(self) -> bool:
+        """Whether the design can rank cells: the law fitted, on more cells than it has parameters or with every cell's noise known."""
+        return bool(self.models) and all(len(m.cells) > PAPER_PARAMS or m.noise.complete for m in self.models)
 
     def point(self, cell: Cell) -> tuple[float, float, str]:
         return self.n_of[cell.llm], float(cell.visual_tokens), cell.compressor
