@@ -6,7 +6,7 @@
     python -m sweep run --adaptive +grid=paper launcher=slurm launcher.wait=true --budget 40 --until-ci 2
 
 Each round proposes up to ``k`` cells (``design.k``; by default the launcher's
-free slots, ``slots``), runs the jobs they still need through the configured
+slots, ``cells_per_round``), runs the jobs they still need through the configured
 launcher (a plan restricted to them: every done job, of this study or another
 with the same content ids, is reused) and refits. The loop stops when every
 target's interval is narrower than ``design.until_ci``, when the next cell would
