@@ -7,9 +7,11 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
+# The store `make mlflow-ui` shows (the sweep's default: ./mlflow.db).
+MLFLOW_UI_URI ?= sqlite:///mlflow.db
 ARGS ?=
 
-.PHONY: help install run plan test test-fast bench bench-gpu mlflow-ui dashboard-shot mlflow-server mlflow-server-stop mlflow-server-status slurm-install chromium-install slurm-up slurm-down slurm-status slurm-env clean
+.PHONY: help install run plan test test-fast test-real-shapes bench bench-gpu gpu-check mlflow-ui dashboard-shot mlflow-server mlflow-server-stop mlflow-server-status slurm-install chromium-install slurm-up slurm-down slurm-status slurm-env clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -35,6 +37,9 @@ test: $(STAMP) slurm-install chromium-install ## every test, end-to-end, Ray, Sl
 test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(ARGS)
 
+test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shapes on the CPU (~10 min idle; needs ~19 GiB free)
+	$(BIN)/python -m pytest -q -m slow tests/test_real_shapes.py -s $(ARGS)
+
 bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_fit.py
 	$(BIN)/python bench/bench_loader.py
@@ -43,9 +48,14 @@ bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
 	$(BIN)/python bench/bench_gpu.py
 
+gpu-check: $(STAMP) ## on a GPU node (TORCH_SPEC= keeps its torch): bench-gpu + the 7B FSDP step vs the plan's memory estimate -> bench_gpu.json/.md
+	$(BIN)/python bench/gpu_check.py --out bench_gpu.json --markdown bench_gpu.md $(ARGS)
+
+# MLflow's GenAI job runner (eight idle processes, unused by sweeps) stays off, as in scripts/mlflow-server.sh.
 mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) over the local store (prints each sweep's page)
-	@$(BIN)/python -m sweep.dashboard urls --port $(MLFLOW_PORT)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+	@$(BIN)/python -m sweep.dashboard urls --store "$(MLFLOW_UI_URI)" --port $(MLFLOW_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION="$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
+		$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_UI_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 dashboard-shot: $(STAMP) chromium-install ## screenshot the mini study's training runs in the MLflow UI -> docs/dashboard.png
 	$(BIN)/python -m sweep.dashboard shot --store sqlite:///mlflow.db --experiment $(or $(SWEEP),mini) --out docs/dashboard.png

@@ -13,6 +13,10 @@ does not submit again what is still queued or running there. Both (and a waiting
 Slurm launch) then close with ``close_ended_runs`` the MLflow runs of jobs the
 scheduler ended under them (scancel, a dead node, out of memory), which their
 job's own code never got to close.
+
+Once the user asks the run to stop (``sweep.interrupt``: Ctrl-C, SIGTERM), the DAG
+executor starts nothing more and retries nothing; the jobs it did not start are
+reported ``not started``, and it returns when the running ones have ended.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from launchers.config import LauncherConfig, overrides
+from sweep import interrupt
 from sweep.errors import SweepError
 from sweep.ledger import spent_gpu_hours
 from sweep.plan import Job, Plan
@@ -32,6 +37,7 @@ from sweep.runner import BUSY, JobPayload, Outcome, Runtime
 from sweep.store import DONE, FAILED, PREEMPTED, BackendState, Store
 
 BLOCKED = "blocked"  # an upstream job failed
+NOT_STARTED = "not started"  # the run was stopped before the job's turn
 HELD = "held"  # not submitted: launcher.max_gpu_hours would have been passed
 
 LAUNCHERS: Registry[Any] = Registry("launcher", {
@@ -47,6 +53,8 @@ class Events(Protocol):
 
     def started(self, job: Job, attempt: int) -> None: ...
     def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None: ...
+    def waiting(self, job: Job, holder: str) -> None:
+        """The job is running elsewhere (another sweep holds its lease, ``holder`` = host:pid); we wait for it."""
 
 
 @dataclass
@@ -236,6 +244,11 @@ class DagExecutor:
             if reason is not None:
                 settle(job, Outcome(job.id, HELD, error=reason))
                 return
+            holder = self.store.lease_owner(job.id)
+            if holder is not None:  # another run is on it: wait, and say so instead of "start"
+                waiting[job.id] = time.time() + self.poll_s
+                self.events.waiting(job, str(holder.get("owner") or f"{holder.get('host')}:{holder.get('pid')}"))
+                return
             attempts[job.id] = attempts.get(job.id, 0) + 1
             started_at[job.id] = time.time()
             self.events.started(job, attempts[job.id])
@@ -247,6 +260,10 @@ class DagExecutor:
             self.events.finished(job, outcome)
 
         while pending or running or waiting:
+            if interrupt.requested():  # start nothing more; what runs now stops at its next checkpoint
+                for jid in [j.id for j in pending] + list(waiting):
+                    report.outcomes[jid] = Outcome(jid, NOT_STARTED)
+                pending, waiting = [], {}
             for job in list(pending):
                 if self.max_in_flight is not None and len(running) >= self.max_in_flight:
                     break
@@ -271,7 +288,7 @@ class DagExecutor:
                     settle(job, Outcome(jid, DONE, metrics=(self.store.result(jid) or {}).get("metrics", {}), skipped=True))
                 elif self.store.lease_owner(jid) is None and self.fits(job):
                     del waiting[jid]
-                    start(job)  # its other owner is gone: take it over
+                    start(job)  # its other owner is gone: take it over (or it is back in waiting, re-claimed)
                 else:
                     waiting[jid] = now + self.poll_s
             if not running:
@@ -282,10 +299,13 @@ class DagExecutor:
                 job = running.pop(handle)
                 if outcome.state != BUSY:
                     spent += outcome.seconds / 3600.0 * gpus_of(job)
-                if outcome.state == BUSY:
+                if outcome.state == BUSY:  # claimed by another run between our look and the worker's claim
                     waiting[job.id] = time.time() + self.poll_s
                     attempts[job.id] -= 1
-                elif outcome.state in (FAILED, PREEMPTED) and attempts[job.id] < self.max_attempts:
+                    holder = self.store.lease_owner(job.id) or {}
+                    self.events.waiting(job, str(holder.get("owner", "another run")))
+                elif (outcome.state in (FAILED, PREEMPTED) and attempts[job.id] < self.max_attempts
+                      and not interrupt.requested()):
                     self.events.finished(job, outcome, final=False)
                     start(job)
                 else:

@@ -11,11 +11,13 @@
     python -m sweep run --adaptive [--budget GPU_HOURS|P%] [--until-ci WIDTH] [--k K]
     python -m sweep prefetch +grid=paper    download the grid's HF models (on a machine with internet)
 
-Exit codes: 0 ok, 1 a job failed, 2 bad input (nothing was started).
+Exit codes: 0 ok, 1 a job failed, 2 bad input (nothing was started), 130 / 143 stopped by
+Ctrl-C / SIGTERM (running jobs saved a checkpoint; the same command resumes).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
@@ -27,6 +29,7 @@ from typing import Any
 from sweep.errors import SweepError, close_names
 
 COMMANDS = ("run", "plan", "status", "fit", "suggest", "prefetch")
+MAX_LISTED = 20  # the summary lists at most this many jobs that did not finish
 FLAGS_WITH_VALUE = ("--csv", "--n-unit", "--k", "--budget", "--target", "--until-ci")
 DESIGN_FLAGS = ("k", "budget", "target", "until_ci")  # suggest and run --adaptive (sweep.design.settings)
 
@@ -132,10 +135,16 @@ def cmd_plan(args: Args) -> int:
             print(json.dumps(row, sort_keys=True))
         return 0
     print(render_plan(plan.name, rows))
+    todo = [r["id"] for r in rows if r["status"] != "done"]
     try:
-        make_launcher(cfg.launcher).check(plan, [r["id"] for r in rows if r["status"] != "done"])
+        make_launcher(cfg.launcher).check(plan, todo)
     except SweepError as e:
         print(f"\nnote: {e}")
+    if todo:
+        from sweep.preflight import check_places
+
+        for problem in check_places(cfg, plan, todo):
+            print(f"\nnote: `run` would stop here: {problem}")
     absent = missing_for(cfg, plan)
     if absent:
         print(f"\nnote: {missing_error(absent)}")
@@ -170,6 +179,12 @@ def _status(args: Args) -> int:
             console.print(f"{time.strftime('%H:%M:%S')}, refreshed every {args.watch:g}s; Ctrl-C stops", style="dim")
         else:
             print(status_text(plan, store, backend, limit), flush=True)
+        if not args.json:
+            from sweep.preflight import root_problem
+
+            problem = root_problem(store.root)
+            if problem:
+                print(f"\nnote: sweep.root: {store.root}: {problem}; `run` would stop there")
         if args.watch is None or all(store.is_done(j.id) for j in plan):
             return 0
         time.sleep(args.watch)
@@ -199,9 +214,9 @@ def setup_tracking(cfg: Any, plan: Any) -> Any:
     from sweep.tracking import NOTE, Tracker, file_lock, git_commit, redact, source_tags
 
     store = store_of(cfg)
-    tracker = Tracker(cfg.tracking.uri)
+    tracker = Tracker(cfg.tracking.uri, retry_s=cfg.tracking.retry_s, timeout_s=cfg.tracking.timeout_s)
     commit = git_commit()
-    grid_tags = {f"grid.{k}": json.dumps(v) for k, v in cfg.grid.to_dict().items()}
+    grid_tags = {f"grid.{k}": json.dumps(v) for k, v in redact(cfg.grid.to_dict()).items()}
     note = study_note(cfg, plan)  # the grid and families; `fit` adds the headline
     with file_lock(store.root / ".tracking.lock"):
         exp = tracker.experiment(plan.name)
@@ -209,17 +224,23 @@ def setup_tracking(cfg: Any, plan: Any) -> Any:
         parent = tracker.parent_run(exp, plan.name, {"sweep_git_commit": commit, NOTE: note, **grid_tags,
                                                      **source_tags("python -m sweep", commit)})
     config_file = store.root / "sweeps" / plan.name / "config.yaml"
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(cfg.to_dict()))))
-    tracker.log_artifact(parent, config_file)
+    try:
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(redact(cfg.to_dict()))))
+        tracker.log_artifact(parent, config_file)
+    except Exception as e:  # a copy for the reader; the jobs do not need it
+        print(f"note: could not save {config_file} ({type(e).__name__}: {e})", file=sys.stderr)
     return tracker, Runtime(store_root=str(store.root), tracking_uri=tracker.uri, experiment_id=exp,
                             parent_run_id=parent, sweep_name=plan.name, git_commit=commit,
-                            lease_s=store.lease_s)
+                            lease_s=store.lease_s, tracking_retry_s=cfg.tracking.retry_s,
+                            tracking_timeout_s=cfg.tracking.timeout_s)
 
 
 def check_before_start(cfg: Any, plan: Any, launcher: Any, todo: list[str]) -> None:
     """The launcher's check and the HF model check; every problem found is reported in one error."""
     from sweep.prefetch import missing_error, missing_for
+
+    from sweep.preflight import check_places
 
     problems: list[SweepError] = []
     try:
@@ -229,6 +250,8 @@ def check_before_start(cfg: Any, plan: Any, launcher: Any, todo: list[str]) -> N
     absent = missing_for(cfg, plan) if todo else []
     if absent:
         problems.append(missing_error(absent))
+    if todo:  # the places the run writes to, before anything is created there
+        problems += check_places(cfg, plan, todo)
     if len(problems) == 1:
         raise problems[0]
     if problems:
@@ -254,6 +277,7 @@ def cmd_suggest(args: Args) -> int:
 def cmd_run(args: Args) -> int:
     from launchers.base import HELD, backend_states, make_launcher
     from launchers.config import SlurmConfig
+    from sweep import interrupt
     from sweep.display import Progress, error_tables, plan_rows, render_plan
     from sweep.live import Watch
 
@@ -281,35 +305,102 @@ def cmd_run(args: Args) -> int:
         tables = error_tables(plan, store)
         print(f"\n{tables}" if tables else "")
         return 0
-    tracker, rt = setup_tracking(cfg, plan)
-    if isinstance(cfg.launcher, SlurmConfig) and not cfg.launcher.wait:  # submits and returns: nothing to watch
-        report = launcher.launch(plan, todo, rt, Progress(len(todo)))
-    else:
-        with Watch(plan, todo, store, interval_s=cfg.launcher.progress_s, slots=slots(cfg.launcher, len(todo))) as watch:
-            report = launcher.launch(plan, todo, rt, watch)
-    if report.detached:
+    try:
+        tracker, rt = setup_tracking(cfg, plan)
+    except Exception as e:  # the server went away since the check, the store is locked for too long, ...
+        from sweep.tracking import redact_text
+
+        print(f"error: tracking.uri: could not open the sweep's MLflow runs: {redact_text(f'{type(e).__name__}: {e}')}\n"
+              "  fix: check the tracking server or store, then run the same command again", file=sys.stderr)
+        return 1
+    report = None
+    t0 = time.time()
+    try:
+        with interrupt.graceful():
+            if isinstance(cfg.launcher, SlurmConfig) and not cfg.launcher.wait:  # submits and returns: nothing to watch
+                report = launcher.launch(plan, todo, rt, Progress(len(todo)))
+            else:
+                with Watch(plan, todo, store, interval_s=cfg.launcher.progress_s,
+                           slots=slots(cfg.launcher, len(todo))) as watch:
+                    report = launcher.launch(plan, todo, rt, watch)
+    except KeyboardInterrupt:  # stopped at once (inline launcher, or a third signal): the store says what happened
+        pass
+    if report is not None and report.detached:
         sent = [o for o in report.outcomes.values() if o.state == "submitted" and not o.skipped]
         print(f"submitted {len(sent)} jobs; `python -m sweep status` follows them")
         for o in report.outcomes.values():
             if o.error:
                 print(f"  {o.state}: {o.job_id}: {o.error.splitlines()[0]}")
         return 1 if any(o.state not in ("submitted", "done") for o in report.outcomes.values()) else 0
-    failed = [o for o in report.outcomes.values() if o.state not in ("done", HELD)]
-    held = [o for o in report.outcomes.values() if o.state == HELD]
-    tracker.finish(rt.parent_run_id, "FAILED" if failed else "FINISHED")
-    print(f"\n{len(report.outcomes) - len(failed) - len(held)} done, {len(failed)} not done"
-          + (f", {len(held)} held by the budget" if held else "") + f"; results under {store.root}")
+    outcomes = outcomes_of(report, todo, store, t0)
+    failed = [o for o in outcomes.values() if o.state not in ("done", HELD)]
+    held = [o for o in outcomes.values() if o.state == HELD]
+    stopped = interrupt.requested()
+    print_summary(plan, store, outcomes)  # first: closing the parent may wait out an MLflow outage
     if held:
         print(f"  held: {held[0].error}; raise launcher.max_gpu_hours and run again to go on")
-    for o in failed:
-        print(f"  {o.state}: {o.job_id}: {(o.error or '').splitlines()[0] if o.error else ''}")
-        print(f"    details: {store.job_dir(o.job_id) / 'error.json'}")
     tables = error_tables(plan, store)
     if tables:
-        print(f"\n{tables}")
-    if not failed and any(o.state == "done" and not o.skipped for o in report.outcomes.values()):
+        print(f"\n{tables}", flush=True)
+    status = "KILLED" if stopped else "FAILED" if failed else "FINISHED"
+    try:
+        tracker.finish(rt.parent_run_id, status)
+    except Exception as e:  # the next run reopens and closes the parent
+        print(f"note: could not mark the sweep's MLflow run {status} ({type(e).__name__}); the next run will", file=sys.stderr)
+    if stopped:
+        stopped_jobs = sum(o.state == "interrupted" for o in outcomes.values())
+        print(f"\nstopped by {interrupt.signal_name()}: {stopped_jobs} running jobs interrupted (they resume from their newest "
+              f"checkpoint); to resume, run the same command again: {resume_command(args.overrides)}")
+        return interrupt.exit_code()
+    if not failed and any(o.state == "done" and not o.skipped for o in outcomes.values()):
         run_fit_after(cfg, plan, args.overrides)
     return 1 if failed else 0
+
+
+def outcomes_of(report: Any, todo: Sequence[str], store: Any, since: float) -> dict[str, Any]:
+    """Each job's outcome: the launcher's, or for a launch cut short, what the store recorded since ``since``."""
+    from launchers.base import NOT_STARTED
+    from sweep.runner import Outcome
+
+    outcomes = dict(report.outcomes) if report is not None else {}
+    for jid in todo:
+        if jid not in outcomes:
+            st = store.state(jid)
+            recent = float((st.info or {}).get("time", 0)) >= since
+            outcomes[jid] = Outcome(jid, st.state if st.state == "done" or recent else NOT_STARTED, error=st.error)
+    return outcomes
+
+
+def print_summary(plan: Any, store: Any, outcomes: dict[str, Any]) -> None:
+    """Counts by state, then each job that did not finish with its first error line and where the rest is."""
+    from collections import Counter
+
+    counts = Counter(o.state for o in outcomes.values())
+    done = counts.pop("done", 0)
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    print(f"\n{done} done, {len(outcomes) - done} not done{f' ({parts})' if parts else ''}; results under {store.root}")
+    listed = [o for o in outcomes.values() if o.state not in ("done", "not started", "held")]  # held: one line after
+    for o in listed[:MAX_LISTED]:
+        lines = (o.error or "").splitlines() or [""]
+        print(f"  {o.state}: {o.job_id}: {lines[0]}".rstrip())
+        for line in lines[1:]:
+            if line.lstrip().startswith("(could not"):  # a record of this failure that could not be written
+                print(f"    {line.strip()}")
+        folder = store.job_dir(o.job_id)
+        if o.state == "failed":
+            where = folder / "error.json" if (folder / "error.json").exists() else folder / "status.json"
+            print(f"    details: {where}" if where.exists() else "    details: none could be written (see the message above)")
+    if len(listed) > MAX_LISTED:
+        print(f"  ... and {len(listed) - MAX_LISTED} more: `python -m sweep status` lists them all")
+
+
+def resume_command(words: Sequence[str]) -> str:
+    """The command line ``python -m sweep <words>`` that resumes this run (secrets masked)."""
+    import shlex
+
+    from sweep.tracking import redact_text
+
+    return redact_text(" ".join(["python -m sweep", *(shlex.quote(w) for w in words)]))
 
 
 def slots(launcher: Any, jobs: int) -> int | None:
@@ -333,6 +424,11 @@ def run_fit_after(cfg: Any, plan: Any, overrides: list[str]) -> None:
         print(f"\nfit skipped: {e}")
         report(cfg, plan, None, overrides, note=f"fit skipped: {e}")
         return
+    except Exception as e:  # the jobs' results are safe; the fit can be redone with `python -m sweep fit`
+        from sweep.tracking import redact_text
+
+        print(f"\nfit failed: {redact_text(f'{type(e).__name__}: {e}')}; rerun it with `python -m sweep fit`")
+        return
     report(cfg, plan, study, overrides)
 
 
@@ -352,7 +448,11 @@ def cmd_fit(args: Args) -> int:
     from sweep.fitting import check_fit_overrides, csv_settings, fit_csv, fit_sweep
 
     if args.csv:
-        return fit_csv(Path(args.csv), args.n_unit, as_json=args.json, settings=csv_settings(args.overrides))
+        try:
+            return fit_csv(Path(args.csv), args.n_unit, as_json=args.json, settings=csv_settings(args.overrides))
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise SweepError("--csv", f"{args.csv} is not a readable CSV text file ({type(e).__name__}: {str(e)[:80]})",
+                             "give a UTF-8 CSV with columns family,N,V,error[,Q]") from None
     check_fit_overrides(args.overrides)
     cfg, plan = load(args.overrides)
     study = fit_sweep(cfg, plan, as_json=args.json)
@@ -361,12 +461,16 @@ def cmd_fit(args: Args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sweep import interrupt
+    from sweep.tracking import redact, redact_text
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         from sweep.help import help_text
 
         print(help_text(__doc__ or ""))
         return 0
+    interrupt.install()
     try:
         args = parse_args(argv)
         if args.show_config:
@@ -374,13 +478,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             from sweep.config import compose
 
-            print(OmegaConf.to_yaml(compose(args.overrides)))
+            print(OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(compose(args.overrides))))))
             return 0
         return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit, "suggest": cmd_suggest,
                 "prefetch": cmd_prefetch}[args.command](args)
     except SweepError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # The field is a name, never a secret: "llm.xs.api_key: unknown key" keeps its words.
+        print(f"error: {e.field}: {redact_text(e.problem)}\n  fix: {redact_text(e.fix)}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # before any job started, or after the summary: nothing to save
+        print(f"\nstopped by {interrupt.signal_name() or 'SIGINT'}", file=sys.stderr)
+        return interrupt.exit_code()
     except BrokenPipeError:  # `python -m sweep plan --json | head`
         import os
 

@@ -52,6 +52,7 @@ def plan_rows(plan: Plan, store: Store, backend: Mapping[str, BackendState] | No
             "scheduler": f"{sched.state} {sched.ref}" if sched else None,
             "resource_class": job.resource_class, "resources": dict(job.resources),
             "flops": job.flops, "gpu_hours": round(job.gpu_hours, 3), "mfu_measured": job.mfu_measured, "deps": list(job.deps),
+            "memory": job.memory.to_dict() if job.memory else None,  # peak per GPU (per process on CPU), GiB
         })
     return rows
 
@@ -68,8 +69,8 @@ def render_plan(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
     body = table(
         [(r["id"], r["kind"] + (f":{r['stage']}" if r["stage"] and r["stage"] != r["kind"] else ""),
           r["status"] + (" (held out)" if r["heldout"] and r["kind"] == "eval" else ""),
-          r["resource_class"], f"{r['gpu_hours']:.1f}" if r["resources"].get("gpus") else "-") for r in rows],
-        ("job", "kind", "status", "resources", "est. GPU-h"),
+          r["resource_class"], f"{r['gpu_hours']:.1f}" if r["resources"].get("gpus") else "-", _memory_cell(r)) for r in rows],
+        ("job", "kind", "status", "resources", "est. GPU-h", "GB/GPU need/has"),
     )
     counts = Counter(r["status"] for r in rows)
     total_gpu = sum(r["gpu_hours"] for r in rows)
@@ -86,6 +87,16 @@ def render_plan(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
     return f"{body}\n{summary}"
 
 
+def _memory_cell(row: Mapping[str, Any]) -> str:
+    """The memory a job needs per GPU (of its class's gpu_mem_gb), or per process on CPU; '-' without an estimate."""
+    mem = row.get("memory")
+    if not mem:
+        return "-"
+    if mem["device"] == "cuda":
+        return f"{mem['needs_gb']:.0f}/{row['resources'].get('gpu_mem_gb', 80):g}"
+    return f"{mem['gb']:.1f} (CPU)"
+
+
 class Progress:
     """Prints a line when a job starts or ends, with a running count; ``emit`` writes a line (default: print)."""
 
@@ -96,6 +107,9 @@ class Progress:
     def started(self, job: Job, attempt: int) -> None:
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self.emit(f"[{self.done:>3}/{self.total}] start  {job.label}{again}")
+
+    def waiting(self, job: Job, holder: str) -> None:
+        self.emit(f"[{self.done:>3}/{self.total}] waiting for {job.label}, held by {holder} (another run)")
 
     def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None:
         self.done += final

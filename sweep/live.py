@@ -82,6 +82,10 @@ class Watch:
             self.most_running = max(self.most_running, len(self.running))
             self.lines.started(job, attempt)
 
+    def waiting(self, job: Job, holder: str) -> None:
+        with self.lock:
+            self.lines.waiting(job, holder)
+
     def finished(self, job: Job, outcome: Outcome, final: bool = True) -> None:
         with self.lock:
             self.running.pop(job.id, None)

@@ -7,8 +7,10 @@ The planner chooses each job's kind, and so its body: cached-features training
 and synthetic eval for the mini path, Hugging Face training and benchmark eval
 for the paper path (``sweep.jobs.KINDS``). Each job carries its fully resolved
 spec (``sweep.specs.jobs``); its id hashes the spec's semantic fields, the
-kind's version and the upstream ids (``sweep.ids``). Resources and cost
-estimates ride along but are not part of the id.
+kind's version and the upstream ids (``sweep.ids``). Resources, cost and
+memory estimates ride along but are not part of the id; a GPU job whose memory
+estimate (``sweep.memory``) exceeds its class's ``gpu_mem_gb`` is refused here
+(``sweep.memory_check``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep import cost
+from sweep import cost, memory
 from sweep.errors import SweepError
 from sweep.grid import expand
 from sweep.ids import job_id
 from sweep.jobs import KINDS
+from sweep.memory_check import refuse_oversized
 from sweep.specs.config import Config
 from sweep.specs.jobs import (BenchEvalSpec, CachedTrainSpec, Cell, FeaturesSpec, HFTrainSpec, JobSpec,
                               SyntheticEvalSpec, bench_runs)
@@ -43,6 +46,7 @@ class Job:
     flops: float = 0.0
     gpu_hours: float = 0.0
     mfu_measured: bool = False  # gpu_hours uses the MFU bench_gpu.py measured for this LLM
+    memory: memory.Estimate | None = None  # peak memory per GPU (per process on CPU); None: no estimate
 
     @property
     def role(self) -> str:
@@ -133,6 +137,7 @@ def build_plan(cfg: Config) -> Plan:
         rclass = llm.resource_class
         res = _resources(cfg, rclass, f"llm.{cell.llm}.resource_class")
         gpus = int(res["gpus"]) * int(res["nodes"])
+        ranks, device = memory.ranks_of(res), "cuda" if gpus else "cpu"
         upstream = dict(features)
         for i, stage in enumerate(stages):
             kind = "train" if mini else "hf_train"
@@ -144,7 +149,8 @@ def build_plan(cfg: Config) -> Plan:
             mfu = measured.get(cell.llm)
             jobs.append(Job(id=tid, kind=kind, spec=spec, upstream=upstream, cell=cell, resource_class=rclass,
                             resources=res, flops=flops, mfu_measured=mfu is not None,
-                            gpu_hours=cost.gpu_hours(flops, gpus, cfg.cost, mfu)))
+                            gpu_hours=cost.gpu_hours(flops, gpus, cfg.cost, mfu),
+                            memory=memory.estimate_job(kind, spec, ranks, device, text_eval)))
             upstream = {**features, "train": tid}
         if mini:
             kind, espec = "eval", SyntheticEvalSpec(cell=cell, llm=llm, compressor=comp, eval=cfg.eval)  # type: ignore[arg-type]
@@ -155,5 +161,7 @@ def build_plan(cfg: Config) -> Plan:
         eid = make_id(kind, cell.name, espec, upstream)
         flops = cost.eval_flops(llm, cell.visual_tokens, text_eval, eval_samples, tower)
         jobs.append(Job(id=eid, kind=kind, spec=espec, upstream=upstream, cell=cell, resource_class=rclass,
-                        resources=res, flops=flops, gpu_hours=cost.gpu_hours(flops, gpus, cfg.cost)))
+                        resources=res, flops=flops, gpu_hours=cost.gpu_hours(flops, gpus, cfg.cost),
+                        memory=memory.estimate_job(kind, espec, ranks, device, text_eval)))
+    refuse_oversized(jobs, cfg.resources, text_eval)
     return Plan(name=cfg.sweep.name, jobs=tuple(jobs), cells=tuple(cells))

@@ -5,7 +5,8 @@
         lease         held while a worker runs the job: owner, host, pid; its
                       mtime is the heartbeat
         status.json   the last state change (running / failed / preempted /
-                      submitted), with attempts and the last error
+                      interrupted / submitted), with attempts and the last error
+        error.json    why the last attempt failed (message and traceback)
         ckpt/         checkpoints written by the job body
         done.json     the final metrics; written last, atomically. Its
                       presence is what "done" means.
@@ -14,6 +15,12 @@ Claims are exclusive: ``O_CREAT|O_EXCL`` on the lease, so two ``run``s of the
 same grid at the same time run each job once. A lease whose heartbeat is older
 than ``lease_s`` (or whose owner process on this host is gone) is stale and may
 be taken over.
+
+A state file that does not parse is never read as success: a ``done.json`` that is
+empty or garbage means "not done" (the job runs again), a broken ``status.json`` is
+kept aside as ``status.json.corrupt`` and said so in the next record. Files are
+created with the umask's mode (readable by the group on a shared filesystem, when
+the umask says so), not ``mkstemp``'s 0600.
 """
 
 from __future__ import annotations
@@ -32,6 +39,14 @@ from typing import Any
 
 DONE, RUNNING, FAILED, PREEMPTED, SUBMITTED, PENDING = "done", "running", "failed", "preempted", "submitted", "pending"
 CANCELLED = "cancelled"  # a scheduler (Slurm) cancelled the job before it finished
+INTERRUPTED = "interrupted"  # the user stopped the run (Ctrl-C, SIGTERM); resumes from its checkpoint
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -43,6 +58,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
             json.dump(obj, f, indent=1, sort_keys=True, default=str)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; others on a shared filesystem follow the umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -50,10 +66,18 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any | None:
+    """The parsed file, or None when it is missing or does not parse (empty, truncated, not UTF-8)."""
     try:
         return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
+
+
+def set_aside(path: Path, suffix: str = "corrupt") -> Path:
+    """Rename a file that does not parse to ``<name>.<suffix>`` (kept for a look, never read again)."""
+    aside = path.with_name(f"{path.name}.{suffix}")
+    os.replace(path, aside)
+    return aside
 
 
 def _pid_alive(pid: int) -> bool:
@@ -120,11 +144,15 @@ class Store:
 
     # ---- reading -------------------------------------------------------
     def result(self, job_id: str) -> dict[str, Any] | None:
-        """The done record (metrics) of a finished job, else None."""
-        return read_json(self.job_dir(job_id) / "done.json")
+        """The done record (metrics) of a finished job, else None (also when ``done.json`` does not parse)."""
+        record = read_json(self.job_dir(job_id) / "done.json")
+        if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+            return None
+        return record
 
     def is_done(self, job_id: str) -> bool:
-        return (self.job_dir(job_id) / "done.json").exists()
+        """Done means a ``done.json`` that parses, with its metrics: an empty or broken one is not done."""
+        return self.result(job_id) is not None
 
     def lease_owner(self, job_id: str) -> dict[str, Any] | None:
         """The live lease's owner record, or None when nobody holds a live lease."""
@@ -136,9 +164,12 @@ class Store:
 
     def state(self, job_id: str) -> JobState:
         d = self.job_dir(job_id)
-        status = read_json(d / "status.json") or {}
+        status = read_json(d / "status.json")
+        broken = _unreadable(d, "status.json", status) or _unreadable(d, "done.json", self.result(job_id))
+        status = status if isinstance(status, dict) else {}
         ckpt = d / "ckpt"
-        has_ckpt = ckpt.is_dir() and any(ckpt.iterdir())
+        # A leftover temp file (``.name.xyz``) or a set-aside ``*.corrupt`` is not a checkpoint to resume from.
+        has_ckpt = ckpt.is_dir() and any(not p.name.startswith(".") and p.suffix != ".corrupt" for p in ckpt.iterdir())
         attempts = int(status.get("attempts", 0))
         if self.is_done(job_id):
             return JobState(DONE, attempts, None, has_ckpt, status)
@@ -147,20 +178,39 @@ class Store:
         state = status.get("state", PENDING)
         if state in (RUNNING, DONE):  # the worker died without saying so (DONE: before done.json was written)
             state = FAILED if not has_ckpt else PREEMPTED
+        if broken:  # never success: the job runs again, and the plan says why
+            return JobState(FAILED, attempts, broken, has_ckpt, status)
         return JobState(state, attempts, status.get("error"), has_ckpt, status)
 
     # ---- writing -------------------------------------------------------
-    def write_spec(self, job_id: str, spec: Mapping[str, Any]) -> None:
+    def write_spec(self, job_id: str, spec: Mapping[str, Any]) -> str | None:
+        """Write the job's spec (as planned) unless an equal one is there; says what was wrong with the old one.
+
+        An existing ``spec.json`` that does not parse, or that differs from the plan's, is not
+        trusted (nor uploaded): it is kept as ``spec.json.corrupt`` and replaced.
+        """
         path = self.job_dir(job_id) / "spec.json"
-        if not path.exists():
-            write_json_atomic(path, spec)
+        old = read_json(path)
+        if old == json.loads(json.dumps(dict(spec), default=str)):
+            return None
+        note = None
+        if path.exists():
+            why = "does not parse" if old is None else "differs from the plan's spec for this job id"
+            note = f"{path} {why}; kept as {set_aside(path).name} and rewritten from the plan"
+        write_json_atomic(path, spec)
+        return note
 
     def set_status(self, job_id: str, state: str, **info: Any) -> None:
-        old = read_json(self.job_dir(job_id) / "status.json") or {}
+        path = self.job_dir(job_id) / "status.json"
+        old = read_json(path)
+        if old is None and path.exists():  # never silently: the attempt count starts again, and the record says why
+            info = {**info, "note": f"the previous status.json did not parse (kept as {set_aside(path).name}); "
+                                    "attempts are counted from here"}
+        old = old if isinstance(old, dict) else {}
         attempts = int(old.get("attempts", 0)) + (1 if state == RUNNING else 0)
         record = {**{k: v for k, v in old.items() if k in ("backend",)}, **info, "state": state,
                   "attempts": attempts, "time": time.time(), "host": socket.gethostname()}
-        write_json_atomic(self.job_dir(job_id) / "status.json", record)
+        write_json_atomic(path, record)
 
     def mark_done(self, job_id: str, metrics: Mapping[str, Any]) -> None:
         """The last write of a job: after it, the job is done for every reader."""
@@ -176,7 +226,7 @@ class Store:
             lease = Lease(path, heartbeat_s=max(self.lease_s / 4, 0.05))
             record = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "token": lease.token, "time": time.time()}
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask decides
             except FileExistsError:
                 current = read_json(path)
                 if current is not None and not self._stale(path, current):
@@ -200,6 +250,13 @@ class Store:
         if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1))):
             return True
         return time.time() - _mtime(path) > self.lease_s
+
+
+def _unreadable(folder: Path, name: str, parsed: Any) -> str | None:
+    """Why a state file that exists cannot be trusted, or None."""
+    if parsed is None and (folder / name).exists():
+        return f"{folder / name} does not parse (empty or truncated?); the job runs again"
+    return None
 
 
 def _mtime(path: Path) -> float:

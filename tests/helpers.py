@@ -40,12 +40,16 @@ class Recorder:
     def __init__(self) -> None:
         self.starts: list[tuple[str, int]] = []
         self.ends: list[tuple[str, str, bool]] = []
+        self.waits: list[tuple[str, str]] = []
 
     def started(self, job: Any, attempt: int) -> None:
         self.starts.append((job.id, attempt))
 
     def finished(self, job: Any, outcome: Any, final: bool = True) -> None:
         self.ends.append((job.id, outcome.state, final))
+
+    def waiting(self, job: Any, holder: str) -> None:
+        self.waits.append((job.id, holder))
 
 
 def tiny_hf_parts(tiny: Mapping[str, Path], compressor: str = "avgpool", visual_tokens: int = 1) -> dict[str, Any]:
@@ -194,6 +198,29 @@ def write_llava_data(folder: Path) -> Path:
     return folder
 
 
+def write_pope_textvqa(ev: Path, colors: Mapping[str, tuple[int, int, int]] = COLORS) -> Path:
+    """POPE (random split) and TextVQA fixtures in their release formats under ``ev``: one solid-colour
+    image per colour, POPE labels yes/no/yes/no, TextVQA asking for the colour (ten identical answers)."""
+    import json
+
+    from PIL import Image
+
+    (ev / "pope" / "coco").mkdir(parents=True, exist_ok=True)
+    (ev / "pope" / "val2014").mkdir(exist_ok=True)
+    (ev / "textvqa" / "train_images").mkdir(parents=True, exist_ok=True)
+    labels = ["yes", "no", "yes", "no"]
+    rows = [{"question_id": i + 1, "image": f"COCO_val2014_{i}.jpg", "text": "Is there a square in the image?", "label": lab}
+            for i, lab in enumerate(labels)]
+    (ev / "pope" / "coco" / "coco_pope_random.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    vqa = [{"question_id": i, "question": "what color is the square?", "image_id": c, "answers": [c] * 10,
+            "ocr_tokens": []} for i, c in enumerate(colors)]
+    (ev / "textvqa" / "TextVQA_0.5.1_val.json").write_text(json.dumps({"data": vqa}))
+    for i, (c, rgb) in enumerate(colors.items()):
+        Image.new("RGB", (32, 32), rgb).save(ev / "pope" / "val2014" / f"COCO_val2014_{i}.jpg")
+        Image.new("RGB", (32, 32), rgb).save(ev / "textvqa" / "train_images" / f"{c}.jpg")
+    return ev
+
+
 def conf_with_tiny_paths(tmp_path: Path, tiny: Mapping[str, Path]) -> Path:
     """A copy of conf/ (for ``SWEEP_CONFIG_DIR``) whose qwen15-0p5b and CLIP entries point at the tiny model dirs."""
     import shutil
@@ -208,13 +235,14 @@ def conf_with_tiny_paths(tmp_path: Path, tiny: Mapping[str, Path]) -> Path:
 
 
 def run_paper_cli(tmp_path: Path, tiny: Mapping[str, Path], train_yaml: str, eval_yaml: str, extra: Sequence[str] = (),
-                  expect_rc: int = 0) -> Any:
+                  expect_rc: int = 0, timeout: float = 600, env_extra: Mapping[str, str] | None = None) -> Any:
     """``python -m sweep +grid=paper`` in a subprocess, one cell (qwen15-0p5b, V=1) pointed at the tiny
     models (``tiny["llm"]``, ``tiny["clip"]``), LLaVA data (``tiny["data"]``) and eval root (``tiny["eval"]``),
     with conf/train/paper.yaml and conf/eval/paper.yaml replaced by the given texts in a copied conf dir.
     Runs in ``tmp_path`` (so MLflow goes to ``tmp_path/mlflow.db``, job folders to ``tmp_path/out``);
-    ``extra`` overrides go last. Returns the job runs of the "paper" experiment as ``{sweep_kind: [run, ...]}``,
-    or, when ``expect_rc`` is not 0, the finished process."""
+    ``extra`` overrides go last (a repeated key: the last one wins), ``env_extra`` joins the environment.
+    Returns the job runs of the "paper" experiment as ``{sweep_kind: [run, ...]}``, or, when ``expect_rc``
+    is not 0, the finished process."""
     import os
     import subprocess
     import sys
@@ -225,13 +253,13 @@ def run_paper_cli(tmp_path: Path, tiny: Mapping[str, Path], train_yaml: str, eva
     (conf / "train" / "paper.yaml").write_text(train_yaml)
     (conf / "eval" / "paper.yaml").write_text(eval_yaml)
     env = {**os.environ, "SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf), "SWEEP_DATA": str(tiny["data"]),
-           "SWEEP_EVAL_DATA": str(tiny["eval"]), "HF_HUB_OFFLINE": "1"}
+           "SWEEP_EVAL_DATA": str(tiny["eval"]), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = ["+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]", "grid.visual_tokens=[1]",
             "resources.gpu4.gpus=0", "resources.gpu8.gpus=0", "vision.feature_layers=[2,3]",
             "data.stage1.json=stage1.json", "data.stage1.images=images", "data.stage2.json=stage2.json", "data.stage2.images=images",
             *extra]
-    run = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == expect_rc, run.stdout[-3000:] + run.stderr[-3000:]
     if expect_rc:
         return run

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 import torch
-from PIL import Image
 
-from helpers import (COLORS, bench_eval_spec, run_paper_cli, save_tiny_clip, save_tiny_qwen, save_tiny_tokenizer,
-                     tiny_hf_parts, write_llava_data)
+from helpers import (bench_eval_spec, run_paper_cli, save_tiny_clip, save_tiny_qwen, save_tiny_tokenizer, tiny_hf_parts,
+                     write_llava_data, write_pope_textvqa)
 from sweep.evals.benchmarks.pope import pope_says_yes
 from sweep.jobs import hf_eval, hf_train
 from sweep.jobs.context import JobContext, Preempted
@@ -37,20 +36,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     clip = save_tiny_clip(root / "clip")
     data = write_llava_data(root / "llava")
 
-    ev = root / "eval"
-    (ev / "pope" / "coco").mkdir(parents=True)
-    labels = ["yes", "no", "yes", "no"]
-    rows = [{"question_id": i + 1, "image": f"COCO_val2014_{i}.jpg", "text": "Is there a square in the image?", "label": lab}
-            for i, lab in enumerate(labels)]
-    (ev / "pope" / "coco" / "coco_pope_random.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (ev / "textvqa" / "train_images").mkdir(parents=True)
-    vqa = [{"question_id": i, "question": "what color is the square?", "image_id": c, "answers": [c] * 10,
-            "ocr_tokens": []} for i, c in enumerate(COLORS)]
-    (ev / "textvqa" / "TextVQA_0.5.1_val.json").write_text(json.dumps({"data": vqa}))
-    for i, (c, rgb) in enumerate(COLORS.items()):
-        (ev / "pope" / "val2014").mkdir(exist_ok=True)
-        Image.new("RGB", (32, 32), rgb).save(ev / "pope" / "val2014" / f"COCO_val2014_{i}.jpg")
-        Image.new("RGB", (32, 32), rgb).save(ev / "textvqa" / "train_images" / f"{c}.jpg")
+    ev = write_pope_textvqa(root / "eval")
     return {"llm": llm, "clip": clip, "data": data, "eval": ev}
 
 

@@ -111,8 +111,10 @@ def test_data_roots_reach_the_jobs_but_not_the_ids():
 
 def test_how_a_stage_is_spread_over_gpus_is_not_part_of_its_id():
     a = plan_for("+grid=paper")
+    # Memory per GPU follows (DDP without checkpointing needs far more than 80 GB for the larger LLMs).
+    big = [f"resources.{c}.gpu_mem_gb=1000" for c in ("gpu4", "gpu8", "gpu8-141gb")]
     b = plan_for("+grid=paper", "train.stages.1.parallel=ddp", "train.stages.1.gradient_checkpointing=false",
-                 "+train.stages.1.micro_batch_size=2", "train.stages.1.loader_workers=0")
+                 "train.stages.1.micro_batch_size=2", "train.stages.1.loader_workers=0", *big)
     c = plan_for("+grid=paper", "train.stages.1.lr=1e-5")
     assert [j.id for j in a] == [j.id for j in b]
     assert next(j for j in b if j.role == "train" and j.spec.stage_index == 1).spec.stage.parallel == "ddp"

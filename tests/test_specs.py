@@ -123,7 +123,8 @@ def test_ids_ignore_cadence_batching_and_cost_inputs() -> None:
                "vision.pretrain.log_every=5", "llm.xs.resource_class=cpu") == mini
     paper = ids("+grid=paper")
     assert ids("+grid=paper", "train.stages.0.checkpoint_every=1000", "eval.samples_per_cell=7", "eval.batch_size=2",
-               "train.text_tokens_per_sample=9", "llm.qwen15-4b.params_b=5.0", "data.stage1.samples=10") == paper
+               "train.text_tokens_per_sample=9", "llm.qwen15-4b.params_b=5.0", "llm.qwen15-4b.shape=null",
+               "data.stage1.samples=10", "resources.gpu8.gpu_mem_gb=141") == paper
     assert ids("train.stages.0.betas=[0.9,0.999]") != mini  # a value that changes the result does change the ids
 
 

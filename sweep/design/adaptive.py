@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sweep import interrupt
 from sweep.design.pool import Pool
 from sweep.design.propose import Proposal, propose
 from sweep.design.sources import results_from_mlflow
@@ -110,11 +111,13 @@ class RoundLog:
             self.tracker.finish(run_id, "FINISHED")
         return metrics
 
-    def fail(self, run_id: str, why: str) -> None:
+    def fail(self, run_id: str, why: str, status: str = "FAILED") -> None:
+        """The round and the study end ``status`` (FAILED: a job failed; KILLED: the user stopped the run)."""
         self.tracker.set_tags(run_id, {"sweep_error": why[:4000]})
-        self.tracker.finish(run_id, "FAILED")
-        self.tracker.set_tags(self.run_id, {"design_stop": f"a job failed: {why}"[:4000]})
-        self.tracker.finish(self.run_id, "FAILED")
+        self.tracker.finish(run_id, status)
+        stop = why if status == "KILLED" else f"a job failed: {why}"
+        self.tracker.set_tags(self.run_id, {"design_stop": stop[:4000]})
+        self.tracker.finish(self.run_id, status)
 
     def finish(self, reason: str) -> None:
         self.tracker.set_tags(self.run_id, {"design_stop": reason[:4000]})
@@ -139,7 +142,7 @@ def _markdown(number: int, p: Proposal) -> str:
 def run_adaptive(cfg: Any, plan: Any, overrides: list[str]) -> int:
     """The adaptive loop (see the module docstring); 0 when it stopped by its rules, 1 when a job failed."""
     from launchers.base import make_launcher
-    from sweep.cli import check_before_start, run_fit_after, setup_tracking, store_of
+    from sweep.cli import check_before_start, resume_command, run_fit_after, setup_tracking, store_of
     from sweep.design.propose import render
 
     settings = cfg.design
@@ -177,6 +180,13 @@ def run_adaptive(cfg: Any, plan: Any, overrides: list[str]) -> int:
         open_run = log.start(number, proposal)
         history.append({"round": number, "phase": proposal.phase, "cells": [p.cell.name for p in proposal.picks], "cost": proposal.cost})
         failed = _launch(cfg, plan, launcher, pool.todo([p.cell for p in proposal.picks]), rt, store)
+        if interrupt.requested():  # the round's running jobs saved a checkpoint; no further round starts
+            why, again = f"stopped by {interrupt.signal_name()}", resume_command(["run", "--adaptive", *overrides])
+            log.fail(open_run, why, status="KILLED")
+            tracker.finish(rt.parent_run_id, "KILLED")
+            print(f"\nround {number} {why}: its running jobs resume from their newest checkpoint\n"
+                  f"  to resume, run the same command again: {again}")
+            return interrupt.exit_code()
         if failed:
             log.fail(open_run, failed)
             tracker.finish(rt.parent_run_id, "FAILED")
@@ -198,8 +208,12 @@ def _launch(cfg: Any, plan: Any, launcher: Any, todo: list[str], rt: Any, store:
     from sweep.cli import slots
     from sweep.live import Watch
 
-    with Watch(plan, todo, store, interval_s=cfg.launcher.progress_s, slots=slots(cfg.launcher, len(todo))) as watch:
-        report = launcher.launch(plan, todo, rt, watch)
+    try:
+        with interrupt.graceful(), Watch(plan, todo, store, interval_s=cfg.launcher.progress_s,
+                                         slots=slots(cfg.launcher, len(todo))) as watch:
+            report = launcher.launch(plan, todo, rt, watch)
+    except KeyboardInterrupt:  # stopped at once (a second signal): the store says what happened
+        return "stopped"
     held = [o for o in report.outcomes.values() if o.state == HELD]
     if held:
         return f"{len(held)} jobs held by launcher.max_gpu_hours ({held[0].error}); raise it, or lower --budget"

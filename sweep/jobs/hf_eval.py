@@ -16,6 +16,7 @@ Metrics (the scaling fitter reads ``error/<family>``, ``N``, ``V``, ``Q``,
 * ``latency/prefill_ms``: median wall time of one batch-1 prefill (vision + connector + LLM)
 * ``questions/<family>``: effective number of questions behind ``error/<family>`` (from each
   benchmark's ``n``), its binomial noise for the scaling fitter
+* ``eval/peak_mem_gb``: the largest rank's peak memory once the model is loaded (``sweep.jobs.peakmem``)
 
 Each benchmark's answers are written to ``predictions/<name>.jsonl`` ({id, prediction})
 and logged as an artifact, so a score can be recomputed from them.
@@ -65,6 +66,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     from sweep.evals import build_benchmark
     from sweep.jobs import common
     from sweep.jobs.eval_flow import cell_metrics
+    from sweep.jobs.peakmem import PeakMemory, peak_metrics
     from sweep.models.hf_vlm import build_hf_vlm, prompt_ids
 
     t0 = time.perf_counter()
@@ -73,10 +75,12 @@ def run(ctx: JobContext) -> dict[str, float]:
     device = torch.device(ctx.device if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
+    probe = PeakMemory(device)
     common.set_seed(spec.cell.seed)
     vlm = build_hf_vlm(spec.llm, spec.compressor, spec.vision, spec.cell.visual_tokens)
     vlm.load_weights(torch.load(ctx.upstream_dir("train") / common.MODEL_FILE, weights_only=True))
     vlm.to(device=device, dtype=dtype).eval()
+    probe.start()
 
     out_dir = ctx.workdir / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,9 +117,11 @@ def run(ctx: JobContext) -> dict[str, float]:
         metrics.update({f"bench/{name}/{k}": float(v) for k, v in result.items()})
 
     prompt_tokens, n_prompts = int(distributed.total(prompt_tokens)), int(distributed.total(n_prompts))
+    peaks = distributed.merged({world.rank: probe.peak_bytes()})
     if not world.leader:
         return {}
     counts = {b: metrics[f"bench/{b}/n"] for b in scores if f"bench/{b}/n" in metrics}
+    metrics.update(peak_metrics("eval", peaks))
     metrics.update(cell_metrics(scores, spec.families, n=vlm.n_params, v=vlm.visual_tokens,
                                 q=prompt_tokens / max(1, n_prompts), questions=n_prompts, t0=t0, counts=counts))
     metrics["latency/prefill_ms"] = _prefill_ms(vlm, *sample) if sample is not None else 0.0

@@ -24,6 +24,8 @@ the loss it logs is the mean over ranks.
 
 Writes ``model.pt``: ``{"connector": ..., "llm": ... or None}`` (full tensors,
 whatever the strategy); the LLM is saved once some stage so far has trained it.
+Logs each rank's peak memory over the steps (``train/peak_mem_gb``, ``sweep.jobs.peakmem``),
+the figure the plan's estimate (``sweep.memory``) stands for.
 """
 
 from __future__ import annotations
@@ -108,6 +110,32 @@ def _recompute_activations(llm: Any) -> None:
     llm.config.use_cache = False
 
 
+def micro_steps(par: Any, batches: Iterator[dict[str, Any]], per_step: int, per_rank: int, device: Any,
+                autocast: bool, seen: Any = None) -> float:
+    """One optimizer step's forward and backward passes over this rank's next ``per_step`` micro batches.
+
+    Each micro batch's loss counts by its share of the rank's slice; gradients cross ranks on the
+    last one (``Parallel.accumulate``); the loop clips and steps afterwards. ``seen(batch)`` is called
+    for each micro batch. Returns the step's loss, the mean over ranks.
+    """
+    import torch
+
+    from sweep import distributed
+
+    step_loss = 0.0
+    for k in range(per_step):
+        batch = next(batches)
+        share = len(batch["ids"]) / per_rank
+        with par.accumulate(last=k == per_step - 1):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = par.model(batch).loss
+            (loss * share).backward()
+        step_loss += float(loss.detach()) * share
+        if seen is not None:
+            seen(batch)
+    return distributed.mean(step_loss)
+
+
 def run(ctx: JobContext) -> dict[str, float]:
     """Train one stage; returns ``train/*`` metrics. Raises ``Preempted`` when asked to stop."""
     import torch
@@ -118,6 +146,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     from sweep.jobs.context import atomic_save
     from sweep.jobs.loop import TrainLoop
     from sweep.jobs.parallel import Parallel, resolve
+    from sweep.jobs.peakmem import PeakMemory, peak_metrics
     from sweep.models.hf_vlm import build_hf_vlm
 
     t0 = time.perf_counter()
@@ -125,6 +154,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     stage, seed = spec.stage, spec.cell.seed
     device = torch.device(ctx.device if ctx.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     world = ctx.world
+    probe = PeakMemory(device)  # before the model exists: on CPU its RSS now is the baseline
 
     common.set_seed(seed)
     vlm = build_hf_vlm(spec.llm, spec.compressor, spec.vision, spec.cell.visual_tokens)
@@ -153,7 +183,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     per_rank = global_batch // world.world_size
     micro = max(1, min(stage.micro_batch_size, per_rank))
     steps = max(1, math.ceil(stage.epochs * len(ds) / global_batch))
-    loop = TrainLoop(ctx, stage, steps, params, par)
+    loop = TrainLoop(ctx, stage, steps, params, par, probe=probe)
 
     autocast = device.type == "cuda" and stage.precision == "bf16"
     data_seed = seed * 1000 + spec.stage_index  # stages of one cell see different orders
@@ -164,23 +194,14 @@ def run(ctx: JobContext) -> dict[str, float]:
     vlm.tower.eval()
     with micro_batch_stream(ds, order, workers) as batches:
 
-        def step(_: int) -> float:
+        def count(batch: dict[str, Any]) -> None:
             nonlocal tokens
-            step_loss = 0.0
-            for k in range(per_step):
-                batch = next(batches)
-                share = len(batch["ids"]) / per_rank
-                with par.accumulate(last=k == per_step - 1):
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                        loss = par.model(batch).loss
-                    (loss * share).backward()
-                step_loss += float(loss.detach()) * share
-                images = sum(img is not None for img in batch["images"])
-                tokens += int(batch["attention_mask"].sum()) + vlm.visual_tokens * images
-            return distributed.mean(step_loss)
+            images = sum(img is not None for img in batch["images"])
+            tokens += int(batch["attention_mask"].sum()) + vlm.visual_tokens * images
 
-        result = loop.run(step)
+        result = loop.run(lambda _: micro_steps(par, batches, per_step, per_rank, device, autocast, count))
     tokens = int(distributed.total(tokens))
+    peaks = distributed.merged({world.rank: probe.peak_bytes()})  # every rank's, for the plan's estimate
 
     vlm.eval()
     weights = par.weights(llm_trained)
@@ -198,4 +219,5 @@ def run(ctx: JobContext) -> dict[str, float]:
         "train/ranks": float(world.world_size),
         "train/fsdp": float(par.mode == "fsdp"),
         "train/loader_workers": float(workers),
+        **peak_metrics("train", peaks),
     }

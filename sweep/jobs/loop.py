@@ -21,6 +21,7 @@ the next step on every rank and raises ``Preempted``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -162,8 +163,10 @@ class TrainLoop:
     """AdamW + schedule over ``params`` for ``steps`` steps, resumed from the job's newest checkpoint."""
 
     def __init__(self, ctx: JobContext, optim: Any, steps: int, params: list[torch.nn.Parameter],
-                 strategy: Strategy, prefix: str = "train") -> None:
+                 strategy: Strategy, prefix: str = "train", probe: Any = None) -> None:
+        # probe: a sweep.jobs.peakmem.PeakMemory; its window is the steps, checkpoints left out.
         self.ctx, self.optim, self.steps, self.params, self.strategy = ctx, optim, steps, params, strategy
+        self.probe = probe
         self.opt = torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
                                      weight_decay=optim.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(steps, optim.warmup, optim.schedule))
@@ -177,14 +180,18 @@ class TrainLoop:
 
     def checkpoint(self, step: int) -> None:
         """Save model, optimizer, schedule and loss window (a collective under FSDP: every rank calls it)."""
-        state = self.strategy.state(self.opt)
-        if self.ctx.world.leader and state is not None:
-            save_checkpoint(self.ctx.checkpoint_dir, step, {**state, "scheduler": self.sched.state_dict(),
-                                                            "window": self.book.window})
+        with self.probe.paused() if self.probe else contextlib.nullcontext():
+            state = self.strategy.state(self.opt)
+            if self.ctx.world.leader and state is not None:
+                save_checkpoint(self.ctx.checkpoint_dir, step, {**state, "scheduler": self.sched.state_dict(),
+                                                                "window": self.book.window})
+            del state
 
     def run(self, step_fn: Callable[[int], float]) -> LoopResult:
         """``step_fn(step)`` computes the step's loss and its gradients; the loop does the rest."""
         t0 = time.perf_counter()
+        if self.probe:
+            self.probe.start()
         for step in range(self.start, self.steps):
             self.opt.zero_grad(set_to_none=True)
             loss = step_fn(step)

@@ -47,6 +47,8 @@ class ResourceClass(Spec):
     nodes: int = incidental(1, check=at_least(1))
     # Processes per node; null = one per GPU (at least one).
     tasks_per_node: int | None = incidental(None, check=at_least(1))
+    # Memory of each of its GPUs, GB: the plan refuses a job whose estimate per GPU (sweep.memory) exceeds it.
+    gpu_mem_gb: float = incidental(80.0, check=positive)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +76,13 @@ class Grid(Spec):
 
 @dataclass(frozen=True, kw_only=True)
 class Tracking(Spec):
-    # MLflow tracking URI: a SQLite file, a folder or a server (http://host:5000).
+    # MLflow tracking URI: a SQLite file, a folder or a server (http://host:5000). Credentials go in
+    # MLFLOW_TRACKING_USERNAME / _PASSWORD; ones written in the URI are moved there and never logged.
     uri: str = incidental(check=non_empty)
+    # Seconds one call to the store keeps retrying through an outage (a server restart) before it fails.
+    retry_s: float = incidental(120.0, check=positive)
+    # Seconds one HTTP request waits for the server (the check before a run waits at most 5).
+    timeout_s: float = incidental(30.0, check=positive)
 
 
 # Which parts go together: (llm kind, vision kind, data kind, train kind, eval kind) for each path.

@@ -58,6 +58,50 @@ class MiniLLM(Spec):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LLMShape(Spec):
+    """A decoder LLM's architecture (its ``config.json``), for the plan's memory estimate (``sweep.memory``)."""
+
+    hidden_size: int = incidental(check=positive)
+    num_layers: int = incidental(check=positive)
+    num_heads: int = incidental(check=positive)
+    # Key/value heads (grouped-query attention); null = num_heads.
+    num_kv_heads: int | None = incidental(None, check=positive)
+    intermediate_size: int = incidental(check=positive)
+    vocab_size: int = incidental(check=positive)
+    # The output head reuses the input embedding (Qwen-1.5 0.5B does; the larger ones do not).
+    tie_word_embeddings: bool = incidental(False)
+
+    def check(self, where: str) -> None:
+        if self.hidden_size % self.num_heads:
+            raise SweepError(join(where, "num_heads"), f"{self.num_heads} does not divide hidden_size {self.hidden_size}",
+                             "copy num_attention_heads from the model's config.json")
+        if self.num_heads % self.kv_heads:
+            raise SweepError(join(where, "num_kv_heads"), f"{self.kv_heads} does not divide num_heads {self.num_heads}",
+                             "copy num_key_value_heads from the model's config.json, or null")
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.hidden_size // self.num_heads * self.kv_heads
+
+    def layer_params(self) -> int:
+        """One Qwen2 decoder layer: q/k/v (with biases) and o projections, the SwiGLU MLP, two RMSNorms."""
+        h, kv, i = self.hidden_size, self.kv_dim, self.intermediate_size
+        return 2 * h * h + 2 * h * kv + (h + 2 * kv) + 3 * h * i + 2 * h
+
+    def embedding_params(self) -> int:
+        """Input embedding plus an untied output head."""
+        return self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+
+    def params(self) -> int:
+        """Every parameter; ``params() - embedding_params()`` is the law's N."""
+        return self.num_layers * self.layer_params() + self.hidden_size + self.embedding_params()
+
+
+@dataclass(frozen=True, kw_only=True)
 class HFLLM(Spec):
     """A Hugging Face causal LM (Qwen-1.5 in the paper grid), loaded offline from the cache or a folder."""
 
@@ -69,6 +113,18 @@ class HFLLM(Spec):
     params_b: float = incidental(check=positive)
     non_embedding_params_b: float = incidental(check=positive)
     resource_class: str = incidental()
+    # The architecture, for the plan's memory estimate per GPU; null = no estimate (and no memory check).
+    shape: LLMShape | None = incidental(None)
+
+    def check(self, where: str) -> None:
+        if self.shape is None:
+            return
+        for name, stated, counted in (("params_b", self.params_b, self.shape.params()),
+                                      ("non_embedding_params_b", self.non_embedding_params_b,
+                                       self.shape.params() - self.shape.embedding_params())):
+            if abs(stated * 1e9 - counted) > 0.01 * counted:
+                raise SweepError(join(where, name), f"is {stated} but its shape has {counted / 1e9:.3f} billion",
+                                 f"set {join(where, name)}={counted / 1e9:.3f}, or correct {join(where, 'shape')}")
 
     def params(self) -> float:
         return self.non_embedding_params_b * 1e9
@@ -120,9 +176,20 @@ class ClipVision(Spec):
     feature_layers: tuple[int, ...] = semantic(())
     # Parameters in billions, for cost and memory estimates.
     params_b: float = incidental(check=positive)
+    # Width and depth (config.json: hidden_size, num_hidden_layers), for the memory estimate; null = no estimate.
+    hidden_size: int | None = incidental(None, check=positive)
+    num_layers: int | None = incidental(None, check=positive)
 
     def check(self, where: str) -> None:
         _check_patches(self.image_size, self.patch_size, where)
+        if self.num_layers is not None:
+            bad = [x for x in self.feature_layers if not 1 <= x <= self.num_layers]
+            if bad:
+                raise SweepError(join(where, "feature_layers"), f"{bad} outside 1..{self.num_layers}",
+                                 f"use layers in 1..{self.num_layers}")
+            if not -self.num_layers <= self.select_layer <= self.num_layers:
+                raise SweepError(join(where, "select_layer"), f"{self.select_layer} is outside -{self.num_layers}..{self.num_layers}",
+                                 "use -2 (the penultimate layer, as LLaVA does)")
 
     @property
     def grid(self) -> int:
