@@ -43,6 +43,7 @@ test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shape
 bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_fit.py
 	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python bench/bench_adaptive.py
 
 bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
 	$(BIN)/python bench/bench_gpu.py

@@ -1,4 +1,4 @@
-"""``python -m sweep [plan|run|status|fit|prefetch] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
+"""``python -m sweep [plan|run|status|fit|suggest|prefetch] [--json] [hydra overrides]``: compose -> plan -> launch -> summarise.
 
     python -m sweep                         run the mini grid (the default) locally, with live progress and ETA
     python -m sweep plan +grid=paper        show the paper grid's jobs, status and cost
@@ -7,6 +7,8 @@
     python -m sweep status --watch[=S]      the same, refreshed every S seconds (10) until every job is done
     python -m sweep fit                     fit the scaling law to the sweep's eval runs; writes the study report
     python -m sweep fit --csv results.csv --n-unit billions --json
+    python -m sweep suggest [--k K] [--budget GPU_HOURS|P%] [--target vstar|frontier|alpha-beta] [--csv FILE] [--json]
+    python -m sweep run --adaptive [--budget GPU_HOURS|P%] [--until-ci WIDTH] [--k K]
     python -m sweep prefetch +grid=paper    download the grid's HF models (on a machine with internet)
 
 Exit codes: 0 ok, 1 a job failed, 2 bad input (nothing was started), 130 / 143 stopped by
@@ -26,9 +28,10 @@ from typing import Any
 
 from sweep.errors import SweepError, close_names
 
-COMMANDS = ("run", "plan", "status", "fit", "prefetch")
+COMMANDS = ("run", "plan", "status", "fit", "suggest", "prefetch")
 MAX_LISTED = 20  # the summary lists at most this many jobs that did not finish
-FLAGS_WITH_VALUE = ("--csv", "--n-unit")
+FLAGS_WITH_VALUE = ("--csv", "--n-unit", "--k", "--budget", "--target", "--until-ci")
+DESIGN_FLAGS = ("k", "budget", "target", "until_ci")  # suggest and run --adaptive (sweep.design.settings)
 
 
 @dataclass
@@ -39,6 +42,11 @@ class Args:
     csv: str | None = None
     n_unit: str = "auto"
     watch: float | None = None  # status --watch: seconds between refreshes
+    adaptive: bool = False
+    k: str | None = None
+    budget: str | None = None
+    target: str | None = None
+    until_ci: str | None = None
     overrides: list[str] = field(default_factory=list)
 
 
@@ -65,6 +73,8 @@ def parse_args(argv: Sequence[str]) -> Args:
                 raise SweepError("--watch", f"{seconds!r} is not a number of seconds", "write --watch or --watch=5") from None
             if not args.watch > 0:
                 raise SweepError("--watch", f"must be > 0 seconds, got {seconds}", "write --watch or --watch=5")
+        elif item == "--adaptive":
+            args.adaptive = True
         elif item.split("=", 1)[0] in FLAGS_WITH_VALUE:
             key, _, value = item.partition("=")
             if not value:
@@ -73,12 +83,28 @@ def parse_args(argv: Sequence[str]) -> Args:
                 value = rest.pop(0)
             setattr(args, key[2:].replace("-", "_"), value)
         elif item.startswith("-"):
-            raise SweepError(item, "unknown option", "options are --json, --cfg, --watch[=S], --csv PATH, --n-unit params|billions, -h")
+            raise SweepError(item, "unknown option", "options are --json, --cfg, --watch[=S], --csv PATH, --n-unit params|billions, -h; "
+                             "suggest and run --adaptive: --k K, --budget GPU_HOURS|P%, --target T, --until-ci WIDTH")
         elif "=" in item or item.startswith("~"):
             args.overrides.append(item)
         else:
             raise SweepError(item, f"{item!r} is not a Hydra override (key=value) nor a subcommand", f"subcommands go first: {', '.join(COMMANDS)}")
+    design = [f"--{name.replace('_', '-')}" for name in DESIGN_FLAGS if getattr(args, name) is not None]
+    if args.adaptive and args.command != "run":
+        raise SweepError("--adaptive", f"is a flag of run, not of {args.command}", "write python -m sweep run --adaptive ...")
+    if design and not (args.command == "suggest" or args.adaptive):
+        raise SweepError(design[0], f"applies to suggest and run --adaptive, not to {args.command}" + (" without --adaptive" if args.command == "run" else ""),
+                         f"write python -m sweep suggest {design[0]} ... or python -m sweep run --adaptive {design[0]} ...")
+    if args.csv and args.command not in ("fit", "suggest"):
+        raise SweepError("--csv", f"applies to fit and suggest, not to {args.command}", "write python -m sweep suggest --csv FILE ...")
     return args
+
+
+def design_overrides(args: Args) -> list[str]:
+    """The Hydra overrides with the design flags as ``design.*`` overrides (``--k 3`` -> ``design.k=3``)."""
+    from sweep.design.settings import flag_overrides
+
+    return [*args.overrides, *flag_overrides(args.k, args.budget, args.target, args.until_ci)]
 
 
 def load(overrides: Sequence[str]) -> tuple[Any, Any]:
@@ -241,6 +267,13 @@ def cmd_prefetch(args: Args) -> int:
     return prefetch(cfg, plan)
 
 
+def cmd_suggest(args: Args) -> int:
+    from sweep.design.suggest import suggest
+
+    cfg, plan = load(design_overrides(args))
+    return suggest(cfg, plan, csv=Path(args.csv) if args.csv else None, n_unit=args.n_unit, as_json=args.json)
+
+
 def cmd_run(args: Args) -> int:
     from launchers.base import HELD, backend_states, make_launcher
     from launchers.config import SlurmConfig
@@ -248,6 +281,11 @@ def cmd_run(args: Args) -> int:
     from sweep.display import Progress, error_tables, plan_rows, render_plan
     from sweep.live import Watch
 
+    if args.adaptive:
+        from sweep.design.adaptive import run_adaptive
+
+        overrides = design_overrides(args)
+        return run_adaptive(*load(overrides), overrides)
     cfg, plan = load(args.overrides)
     store = store_of(cfg)
     backend = backend_states(plan, store)
@@ -312,7 +350,7 @@ def cmd_run(args: Args) -> int:
     if stopped:
         stopped_jobs = sum(o.state == "interrupted" for o in outcomes.values())
         print(f"\nstopped by {interrupt.signal_name()}: {stopped_jobs} running jobs interrupted (they resume from their newest "
-              f"checkpoint); to resume, run the same command again: {resume_command(args)}")
+              f"checkpoint); to resume, run the same command again: {resume_command(args.overrides)}")
         return interrupt.exit_code()
     if not failed and any(o.state == "done" and not o.skipped for o in outcomes.values()):
         run_fit_after(cfg, plan, args.overrides)
@@ -356,13 +394,13 @@ def print_summary(plan: Any, store: Any, outcomes: dict[str, Any]) -> None:
         print(f"  ... and {len(listed) - MAX_LISTED} more: `python -m sweep status` lists them all")
 
 
-def resume_command(args: Args) -> str:
-    """The command line that resumes this run (secrets masked)."""
+def resume_command(words: Sequence[str]) -> str:
+    """The command line ``python -m sweep <words>`` that resumes this run (secrets masked)."""
     import shlex
 
     from sweep.tracking import redact_text
 
-    return redact_text(" ".join(["python -m sweep", *(shlex.quote(o) for o in args.overrides)]))
+    return redact_text(" ".join(["python -m sweep", *(shlex.quote(w) for w in words)]))
 
 
 def slots(launcher: Any, jobs: int) -> int | None:
@@ -442,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(compose(args.overrides))))))
             return 0
-        return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit, "prefetch": cmd_prefetch}[args.command](args)
+        return {"run": cmd_run, "plan": cmd_plan, "status": cmd_status, "fit": cmd_fit, "suggest": cmd_suggest,
+                "prefetch": cmd_prefetch}[args.command](args)
     except SweepError as e:
         # The field is a name, never a secret: "llm.xs.api_key: unknown key" keeps its words.
         print(f"error: {e.field}: {redact_text(e.problem)}\n  fix: {redact_text(e.fix)}", file=sys.stderr)

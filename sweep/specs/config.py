@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from launchers.config import Launcher
+from sweep.design.settings import DesignSettings
 from sweep.errors import SweepError, close_names
 from sweep.scaling.settings import FitSettings
 from sweep.specs.data import BenchmarkEval, Data, Eval, LlavaData, SyntheticData, SyntheticEval
@@ -100,6 +101,7 @@ class Config(Spec):
     resources: dict[str, ResourceClass] = incidental(check=non_empty)
     cost: Cost = incidental(factory=Cost)
     fit: FitSettings = incidental(factory=FitSettings)  # sweep/scaling/settings.py documents each key
+    design: DesignSettings = incidental(factory=DesignSettings)  # suggest / run --adaptive: sweep/design/settings.py
     grid: Grid = incidental()
     llm: dict[str, LLM] = semantic()
     compressor: dict[str, CompressorEntry] = semantic()
