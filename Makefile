@@ -57,8 +57,9 @@ mlflow-ui: $(STAMP) ## the MLflow dashboard on http://127.0.0.1:$(MLFLOW_PORT) o
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION="$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
 		$(BIN)/mlflow ui --backend-store-uri "$(MLFLOW_UI_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-dashboard-shot: $(STAMP) chromium-install ## screenshot the mini study's training runs in the MLflow UI -> docs/dashboard.png
+dashboard-shot: $(STAMP) chromium-install ## screenshots of the mini study's runs in the MLflow UI and of its report -> docs/{dashboard,report}.png
 	$(BIN)/python -m sweep.dashboard shot --store sqlite:///mlflow.db --experiment $(or $(SWEEP),mini) --out docs/dashboard.png
+	$(BIN)/python -m sweep.dashboard report --page outputs/sweeps/$(or $(SWEEP),mini)/report.html --out docs/report.png
 
 mlflow-server: $(STAMP) ## start a tracking server on 127.0.0.1:$(MLFLOW_PORT) (for clusters; see README)
 	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow-server.sh start

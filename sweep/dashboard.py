@@ -1,6 +1,7 @@
 """The dashboard as a person sees it: ``mlflow ui`` on 127.0.0.1 and headless Chromium looking at it.
 
     python -m sweep.dashboard shot --out docs/dashboard.png     # make dashboard-shot: the mini experiment
+    python -m sweep.dashboard report --out docs/report.png      # the mini study's report page (make dashboard-shot)
     python -m sweep.dashboard urls                               # each sweep's training-runs page (make mlflow-ui)
     with MlflowUI("sqlite:///mlflow.db") as ui, Chromium() as browser:
         text = show_runs(browser, runs_url(ui.url, ui.experiment_id("mini")), ["sweep-mini", "features"])
@@ -272,15 +273,34 @@ def shoot(store_uri: str, experiment: str, out: Path) -> str:
     return text
 
 
+def shoot_report(page: Path, out: Path) -> str:
+    """Screenshot the top of a study report page (headline, plan, budget) as a browser shows it; returns its text."""
+    with Chromium(width=1200, height=1400) as browser:
+        text = browser.open(page.resolve().as_uri(), until=["Study report", "Commands"])
+        time.sleep(0.5)  # let the embedded figures paint
+        browser.screenshot(out)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweep.dashboard", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("shot", "urls"), help="shot: a screenshot; urls: print each sweep's page")
+    parser.add_argument("what", choices=("shot", "report", "urls"),
+                        help="shot: a screenshot of the runs; report: of a study report page; urls: print each sweep's page")
     parser.add_argument("--store", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
                         help="tracking store (default: sqlite:///mlflow.db)")
     parser.add_argument("--experiment", default="mini", help="shot: the sweep (experiment) to show (default: mini)")
     parser.add_argument("--out", type=Path, default=Path("docs/dashboard.png"), help="shot: the PNG to write")
     parser.add_argument("--port", type=int, default=5000, help="urls: the port `mlflow ui` listens on")
+    parser.add_argument("--page", type=Path, default=Path("outputs/sweeps/mini/report.html"),
+                        help="report: the study report to show (default: the mini study's)")
     args = parser.parse_args(argv)
+    if args.what == "report":
+        if not args.page.exists():
+            print(f"no study report at {args.page}: `make run` (or `python -m sweep fit`) writes it", file=sys.stderr)
+            return 2
+        shoot_report(args.page, args.out)
+        print(f"wrote {args.out}")
+        return 0
     from sweep.tracking import Tracker, absolute_uri
 
     uri = absolute_uri(args.store)

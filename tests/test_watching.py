@@ -140,6 +140,12 @@ def test_report_renders_with_its_figures(study: tuple[Path, str], tmp_path: Path
     for label in ("xs V=1 avgpool s0", "reasoning, compressor avgpool", "alpha", "python -m sweep fit"):
         assert label in text, label
     assert (tmp_path / "report.png").stat().st_size > 10_000
+    # make dashboard-shot's second picture: the same page through the command line
+    from sweep.dashboard import main as dashboard
+
+    assert dashboard(["report", "--page", str(page), "--out", str(tmp_path / "shot.png")]) == 0
+    assert (tmp_path / "shot.png").stat().st_size > 10_000
+    assert dashboard(["report", "--page", str(tmp_path / "none.html"), "--out", str(tmp_path / "x.png")]) == 2
 
 
 def test_dashboard_opens_on_the_training_runs(study: tuple[Path, str], tmp_path: Path) -> None:
