@@ -379,3 +379,24 @@ def test_a_killed_training_job_resumes_with_each_step_logged_once(tmp_path: Path
     steps = [m.step for m in tracker.client.get_metric_history(runs[0].info.run_id, "vision/pretrain/loss")]
     assert sorted(steps) == list(range(2, 401, 2))  # the whole curve, each step once
     assert (store.job_dir(features.id) / "series.png").exists()
+
+
+def test_a_non_finite_loss_fails_the_loop_before_anything_is_saved(tmp_path: Path) -> None:
+    import torch
+
+    from sweep.jobs.context import JobContext
+    from sweep.jobs.loop import Single, TrainLoop
+    from sweep.specs.train import Optim
+
+    model = torch.nn.Linear(2, 1)
+    loop = TrainLoop(JobContext("j", "train", None, tmp_path), Optim(lr=0.1, checkpoint_every=1, log_every=1), 5,
+                     list(model.parameters()), Single(model))
+
+    def step(i: int) -> float:
+        loss = model(torch.ones(1, 2)).sum() * (float("nan") if i == 2 else 1.0)
+        loss.backward()
+        return float(loss.detach())
+
+    with pytest.raises(FloatingPointError, match="loss is nan at step 3/5"):
+        loop.run(step)
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("step_*.pt")) == ["step_00000001.pt", "step_00000002.pt"]

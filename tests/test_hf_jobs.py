@@ -184,3 +184,23 @@ def test_every_compressor_trains_and_answers_inside_the_hf_vlm(tiny: dict[str, P
         with torch.no_grad():
             a, b = (vlm.visual([image], [_prompt_ids(q, None)]) for q in (ids, other))
         assert not torch.allclose(a, b)
+
+
+def test_a_micro_batch_whose_answers_were_cut_off_has_a_zero_loss(tiny: dict[str, Path]) -> None:
+    """max_length can cut every answer token of a micro batch (many visual tokens, a long prompt): HF's mean over
+    no tokens is NaN, which would poison the weights; it is a zero that still reaches every trainable weight."""
+    from sweep.data.llava import LlavaDataset
+    from sweep.models.hf_vlm import build_hf_vlm
+
+    parts = tiny_hf_parts(tiny, compressor="avgpool")
+    torch.manual_seed(0)
+    vlm = build_hf_vlm(parts["llm"], parts["compressor"], parts["vision"], 1)
+    params = vlm.set_trainable("all")
+    ds = LlavaDataset(tiny["data"] / "stage2.json", tiny["data"] / "images", vlm.tokenizer, style="chat",
+                      max_length=64, visual_tokens=vlm.visual_tokens)
+    batch = ds.collator()([ds[i] for i in range(len(ds))])
+    batch["labels"][:] = -100  # as if max_length had cut every answer
+    loss = vlm(batch).loss
+    assert float(loss) == 0.0
+    loss.backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) == 0.0 for p in params if p.requires_grad)

@@ -195,6 +195,10 @@ class TrainLoop:
         for step in range(self.start, self.steps):
             self.opt.zero_grad(set_to_none=True)
             loss = step_fn(step)
+            if not math.isfinite(loss):  # NaN weights would be saved and the job marked done
+                raise FloatingPointError(
+                    f"the {self.book.prefix} loss is {loss} at step {step + 1}/{self.steps}; nothing after it is saved "
+                    f"(the newest checkpoint is from before). Lower the learning rate or use precision fp32 for this stage")
             if self.optim.grad_clip > 0:
                 self.strategy.clip(self.params, self.optim.grad_clip)
             self.opt.step()

@@ -151,6 +151,12 @@ class HFVLM(nn.Module):
         mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
         for i, (e, row_labels) in enumerate(rows):
             embeds[i, : len(e)], lab[i, : len(e)], mask[i, : len(e)] = e, row_labels, 1
+        if not bool((lab[:, 1:] != IGNORE_INDEX).any()):
+            # Every answer was cut off at max_length: nothing to learn from this micro batch. HF's mean over
+            # no tokens is NaN; a zero that still depends on every weight keeps FSDP's backward collectives whole.
+            out = self.llm(inputs_embeds=embeds, attention_mask=mask)
+            out.loss = out.logits.sum() * 0.0
+            return out
         return self.llm(inputs_embeds=embeds, attention_mask=mask, labels=lab)
 
     def left_padded(self, ids: Sequence[torch.Tensor], images: Sequence[Image.Image | None]) -> tuple[torch.Tensor, torch.Tensor]:
