@@ -149,21 +149,28 @@ def test_a_global_batch_the_ranks_cannot_share_is_refused_before_anything_runs(t
 COMPRESSORS = ["avgpool", "tokenpacker", "quecc", "resampler", "pixelshuffle"]
 
 
-@pytest.mark.parametrize("name", COMPRESSORS)
-def test_every_compressor_trains_and_answers_inside_the_hf_vlm(tiny: dict[str, Path], name: str) -> None:
-    """The catalogue entry (conf/compressor/<name>.yaml) on CLIP's multi-level features into a Qwen2 via
-    inputs_embeds: a stage-2 batch (images and a text-only sample) trains every connector weight, and greedy
-    generation answers. QueCC's visual tokens depend on the question."""
+def _stage2_batch(tiny: dict[str, Path], compressor: str) -> tuple[Any, list[Any], dict[str, Any]]:
+    """The tiny HF VLM with ``compressor`` (every weight trainable) and one stage-2 batch of the tiny data."""
     from sweep.data.llava import LlavaDataset
-    from sweep.models.hf_vlm import _prompt_ids, build_hf_vlm, prompt_ids
+    from sweep.models.hf_vlm import build_hf_vlm
 
-    parts = tiny_hf_parts(tiny, compressor=name)
+    parts = tiny_hf_parts(tiny, compressor=compressor)
     torch.manual_seed(0)
     vlm = build_hf_vlm(parts["llm"], parts["compressor"], parts["vision"], 1)
     params = vlm.set_trainable("all")
     ds = LlavaDataset(tiny["data"] / "stage2.json", tiny["data"] / "images", vlm.tokenizer, style="chat",
                       max_length=64, visual_tokens=vlm.visual_tokens)
-    batch = ds.collator()([ds[i] for i in range(len(ds))])
+    return vlm, params, ds.collator()([ds[i] for i in range(len(ds))])
+
+
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_every_compressor_trains_and_answers_inside_the_hf_vlm(tiny: dict[str, Path], name: str) -> None:
+    """The catalogue entry (conf/compressor/<name>.yaml) on CLIP's multi-level features into a Qwen2 via
+    inputs_embeds: a stage-2 batch (images and a text-only sample) trains every connector weight, and greedy
+    generation answers. QueCC's visual tokens depend on the question."""
+    from sweep.models.hf_vlm import _prompt_ids, prompt_ids
+
+    vlm, params, batch = _stage2_batch(tiny, name)
     assert sum(img is None for img in batch["images"]) == 1  # the text-only sample rides along
     loss = vlm(batch).loss
     assert torch.isfinite(loss)
@@ -189,16 +196,7 @@ def test_every_compressor_trains_and_answers_inside_the_hf_vlm(tiny: dict[str, P
 def test_a_micro_batch_whose_answers_were_cut_off_has_a_zero_loss(tiny: dict[str, Path]) -> None:
     """max_length can cut every answer token of a micro batch (many visual tokens, a long prompt): HF's mean over
     no tokens is NaN, which would poison the weights; it is a zero that still reaches every trainable weight."""
-    from sweep.data.llava import LlavaDataset
-    from sweep.models.hf_vlm import build_hf_vlm
-
-    parts = tiny_hf_parts(tiny, compressor="avgpool")
-    torch.manual_seed(0)
-    vlm = build_hf_vlm(parts["llm"], parts["compressor"], parts["vision"], 1)
-    params = vlm.set_trainable("all")
-    ds = LlavaDataset(tiny["data"] / "stage2.json", tiny["data"] / "images", vlm.tokenizer, style="chat",
-                      max_length=64, visual_tokens=vlm.visual_tokens)
-    batch = ds.collator()([ds[i] for i in range(len(ds))])
+    vlm, params, batch = _stage2_batch(tiny, "avgpool")
     batch["labels"][:] = -100  # as if max_length had cut every answer
     loss = vlm(batch).loss
     assert float(loss) == 0.0
