@@ -237,6 +237,14 @@ def conf_with_tiny_paths(tmp_path: Path, tiny: Mapping[str, Path]) -> Path:
     return conf
 
 
+def paper_cli_args(extra: Sequence[str] = ()) -> list[str]:
+    """The overrides ``run_paper_cli`` runs the paper grid with (CPU ranks, the tiny data's files), ``extra`` last."""
+    return ["+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]", "grid.visual_tokens=[1]",
+            "resources.gpu4.gpus=0", "resources.gpu8.gpus=0", "vision.feature_layers=[2,3]",
+            "data.stage1.json=stage1.json", "data.stage1.images=images", "data.stage2.json=stage2.json", "data.stage2.images=images",
+            *extra]
+
+
 def run_paper_cli(tmp_path: Path, tiny: Mapping[str, Path], train_yaml: str, eval_yaml: str, extra: Sequence[str] = (),
                   expect_rc: int = 0, timeout: float = 600, env_extra: Mapping[str, str] | None = None) -> Any:
     """``python -m sweep +grid=paper`` in a subprocess, one cell (qwen15-0p5b, V=1) pointed at the tiny
@@ -258,11 +266,8 @@ def run_paper_cli(tmp_path: Path, tiny: Mapping[str, Path], train_yaml: str, eva
     env = {**os.environ, "SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf), "SWEEP_DATA": str(tiny["data"]),
            "SWEEP_EVAL_DATA": str(tiny["eval"]), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
-    args = ["+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]", "grid.visual_tokens=[1]",
-            "resources.gpu4.gpus=0", "resources.gpu8.gpus=0", "vision.feature_layers=[2,3]",
-            "data.stage1.json=stage1.json", "data.stage1.images=images", "data.stage2.json=stage2.json", "data.stage2.images=images",
-            *extra]
-    run = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    run = subprocess.run([sys.executable, "-m", "sweep", *paper_cli_args(extra)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=timeout)
     assert run.returncode == expect_rc, run.stdout[-3000:] + run.stderr[-3000:]
     if expect_rc:
         return run
