@@ -229,7 +229,7 @@ def conf_with_tiny_paths(tmp_path: Path, tiny: Mapping[str, Path]) -> Path:
     import shutil
 
     conf = tmp_path / "conf"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "conf", conf)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "conf", conf, dirs_exist_ok=True)  # a rerun in the same folder
     llm = conf / "llm" / "qwen15-0p5b.yaml"
     llm.write_text(llm.read_text().replace("path: Qwen/Qwen1.5-0.5B", f"path: {tiny['llm']}"))
     vision = conf / "vision" / "clip-vit-l-336.yaml"

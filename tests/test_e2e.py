@@ -65,7 +65,8 @@ def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
         assert len(history) >= 4  # the curve is logged, not just the last value
         assert history[-1].value < history[0].value  # and it goes down
     assert "spec.json" in {a.path for a in client.list_artifacts(trains[0].info.run_id)}
-    fit_run = by_role["fit"][0]  # the fit ran after the sweep and logged its run
+    assert "fit" in by_role, first.stdout[-3000:]  # the fit ran after the sweep and logged its run
+    fit_run = by_role["fit"][0]
     for family in ("reasoning", "ocr"):
         assert {f"{family}/alpha", f"{family}/beta", f"{family}/D", f"{family}/v_star/0"} <= set(fit_run.data.metrics)
     assert fit_run.data.params["fit.n_boot"] == "50"  # the settings used are recorded

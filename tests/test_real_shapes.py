@@ -181,8 +181,8 @@ def test_the_smallest_paper_cell_at_real_shapes(real: dict[str, Path], tmp_path:
     lines = [f"{what}: measured {got:.2f} GiB, estimated {want:.2f} GiB ({got / want - 1:+.1%})" for what, got, want in compared + evals]
     print("\n" + "\n".join(lines))
     # A job needs GPUs as large as its largest rank's peak, which is what the plan refuses on: each job's largest
-    # rank against the estimate. (A rank can read low: once, rank 0 of the V=1 stage-2 job read 4.4 GiB where
-    # rank 1 read 9.1 on a machine under memory pressure from other work; the lines above show every rank.)
+    # rank against the estimate. (Rank 0 of the V=1 stage-2 job reads about half of rank 1, 4.4 against 9.2 GiB, in
+    # every run so far, while at V=144 both ranks read 8.5-9.2; not yet explained, so the lines above show every rank.)
     per_job: dict[str, list[tuple[float, float]]] = {}
     for what, got, want in compared:
         per_job.setdefault(what.rsplit(" rank ", 1)[0], []).append((got, want))
