@@ -297,3 +297,15 @@ def wait_for_features_checkpoint(proc: subprocess.Popen, root: Path) -> None:
     if proc.poll() is not None:
         out, err = proc.communicate()
         raise AssertionError(f"the run ended before its first checkpoint ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
+
+
+def runs_by_role(uri: str, experiment: str = "mini") -> dict[str, list[Any]]:
+    """The experiment's MLflow runs grouped by their ``sweep_role`` tag (parent, job, fit, ...)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    out: dict[str, list[Any]] = {}
+    for run in client.search_runs([exp.experiment_id], max_results=1000):
+        out.setdefault(run.data.tags.get("sweep_role"), []).append(run)
+    return out

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from harness import REPO_ROOT, free_port, session_members, terminate_session, wait_until
-from helpers import features_dir, wait_for_features_checkpoint
+from helpers import features_dir, runs_by_role, wait_for_features_checkpoint
 
 ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=150", "vision.pretrain.checkpoint_every=10",
         "vision.pretrain.log_every=5", "data.train_images=200", "data.test_images=50", "train.stages.0.steps=10",
@@ -64,17 +64,6 @@ def _fill(disk: Path) -> None:
             pass
 
 
-def _runs(uri: str) -> dict[str, list[Any]]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("mini")
-    out: dict[str, list[Any]] = {}
-    for run in client.search_runs([exp.experiment_id], max_results=1000):
-        out.setdefault(run.data.tags.get("sweep_role"), []).append(run)
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("store_on", ["other disk", "same disk"])
 def test_a_full_disk_is_reported_and_the_summary_survives(store_on: str, tmp_path: Path, small_disk: Path) -> None:
@@ -98,7 +87,7 @@ def test_a_full_disk_is_reported_and_the_summary_survives(store_on: str, tmp_pat
     assert recorded or "(could not write failed to status.json" in out, (status, out[-2000:])
     (small_disk / "filler").unlink()
     if store_on == "other disk":  # the store could take the failure: its run says why
-        job = _runs(f"sqlite:///{db}")["job"]
+        job = runs_by_role(f"sqlite:///{db}")["job"]
         assert [r.info.status for r in job] == ["FAILED"] and "No space left" in job[0].data.tags["sweep_error"]
     from sweep.store import Store
 
@@ -141,7 +130,7 @@ def test_an_mlflow_outage_longer_than_the_retry_budget(tmp_path: Path) -> None:
         again = _start(tmp_path, tmp_path / "out", f"tracking.uri={uri}")
         out, err = again.communicate(timeout=600)
         assert again.returncode == 0, out[-3000:] + err[-3000:]
-        runs = _runs(uri)
+        runs = runs_by_role(uri)
         assert [r.info.status for r in runs["parent"]] == ["FINISHED"]
         jobs = runs["job"]
         assert len(jobs) == 3 and {r.info.status for r in jobs} == {"FINISHED"}  # one run per job, none left RUNNING

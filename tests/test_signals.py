@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from harness import session_members, wait_until
-from helpers import Recorder, features_dir, make_runtime, probe_plan, wait_for_features_checkpoint
+from helpers import Recorder, features_dir, make_runtime, probe_plan, runs_by_role, wait_for_features_checkpoint
 
 
 @pytest.fixture
@@ -177,17 +177,6 @@ def _start(cwd: Path, *args: str) -> subprocess.Popen:
 
 
 
-def _mlflow(cwd: Path) -> dict[str, list[Any]]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("mini")
-    out: dict[str, list[Any]] = {}
-    for run in client.search_runs([exp.experiment_id], max_results=1000):
-        out.setdefault(run.data.tags.get("sweep_role"), []).append(run)
-    return out
-
-
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
     proc = _start(tmp_path)
@@ -202,7 +191,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     wait_until(lambda: not session_members(proc.pid), 30, "every process of the run to exit")
     features = features_dir(tmp_path / "outputs")
     assert json.loads((features / "status.json").read_text())["state"] == "interrupted"
-    runs = _mlflow(tmp_path)
+    runs = runs_by_role(f"sqlite:///{tmp_path}/mlflow.db")
     assert [r.info.status for r in runs["parent"]] == ["KILLED"]
     assert [r.info.status for r in runs["job"]] == ["KILLED"]  # the features job; the others never started
     stopped_at = int(sorted((features / "ckpt").glob("step_*.pt"))[-1].stem.split("_")[1])
@@ -210,7 +199,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     again = _start(tmp_path)
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, out[-3000:] + err[-3000:]
-    runs = _mlflow(tmp_path)
+    runs = runs_by_role(f"sqlite:///{tmp_path}/mlflow.db")
     assert [r.info.status for r in runs["parent"]] == ["FINISHED"]
     jobs = runs["job"]
     assert len(jobs) == 3 and {r.info.status for r in jobs} == {"FINISHED"}  # the same runs, reopened
@@ -232,7 +221,7 @@ def test_sigterm_to_the_driver_alone_leaves_no_worker_behind(tmp_path: Path) -> 
     assert "Traceback" not in err and "stopped by SIGTERM" in out
     wait_until(lambda: not session_members(proc.pid), 30, "every process of the run to exit")
     assert json.loads((features_dir(tmp_path / "outputs") / "status.json").read_text())["state"] == "interrupted"
-    runs = _mlflow(tmp_path)
+    runs = runs_by_role(f"sqlite:///{tmp_path}/mlflow.db")
     assert [r.info.status for r in runs["parent"]] == ["KILLED"] and [r.info.status for r in runs["job"]] == ["KILLED"]
 
 
