@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness import wait_until
+
+# A mini grid small enough for a CLI test (two LLMs, tiny data, 20 steps); add grid.visual_tokens.
+TINY_MINI = [
+    "grid.llm=[xs,s]",
+    "vision.pretrain.steps=30", "data.train_images=300", "data.test_images=100",
+    "train.stages.0.steps=20", "train.stages.0.checkpoint_every=10", "train.stages.0.log_every=5", "eval.max_questions=100",
+    "fit.n_boot=50",
+]
+
+
+def sweep_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m sweep ARGS`` in ``cwd`` as a user runs it: outputs in cwd/outputs, MLflow's default store in cwd.
+
+    ``env`` is laid over that (e.g. another SWEEP_ROOT); stdout and stderr are captured as text.
+    """
+    full = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
+    full.pop("MLFLOW_TRACKING_URI", None)
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=full, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def probe_plan(nodes: Mapping[str, tuple[Sequence[str], Mapping[str, Any]]], name: str = "probe",
@@ -243,6 +265,34 @@ def paper_cli_args(extra: Sequence[str] = ()) -> list[str]:
             "resources.gpu4.gpus=0", "resources.gpu8.gpus=0", "vision.feature_layers=[2,3]",
             "data.stage1.json=stage1.json", "data.stage1.images=images", "data.stage2.json=stage2.json", "data.stage2.images=images",
             *extra]
+
+
+def llava_train_yaml(*, epochs: float, micro_batch_size: int, lrs: tuple[float, float], max_length: tuple[int, int],
+                     checkpoint_every: int = 0, stage2_extra: str = "") -> str:
+    """conf/train/paper.yaml for a test: the paper's two stages (connector, then all) on 4-sample batches."""
+    common = f"epochs: {epochs}, global_batch_size: 4, micro_batch_size: {micro_batch_size}, warmup: 0.0, schedule: cosine"
+    return f"""kind: llava
+stages:
+  - {{name: stage1, data: stage1, {common}, lr: {lrs[0]:.1e}, trainable: connector, precision: bf16,
+     checkpoint_every: {checkpoint_every}, log_every: 1, max_length: {max_length[0]}}}
+  - {{name: stage2, data: stage2, {common}, lr: {lrs[1]:.1e}, trainable: all, precision: bf16,
+     checkpoint_every: 0, log_every: 1, max_length: {max_length[1]}{stage2_extra}}}
+text_tokens_per_sample: 20
+"""
+
+
+def bench_eval_yaml(*, batch_size: int, max_new_tokens: int) -> str:
+    """conf/eval/paper.yaml for a test: POPE (random split) and TextVQA, two items each."""
+    return f"""kind: benchmarks
+root: ${{oc.env:SWEEP_EVAL_DATA,/data/eval}}
+families: {{reasoning: [pope], ocr: [textvqa]}}
+benchmarks: {{pope: {{categories: [random]}}}}
+max_items: 2
+batch_size: {batch_size}
+max_new_tokens: {max_new_tokens}
+samples_per_cell: 4
+text_tokens_per_sample: 20
+"""
 
 
 def run_paper_cli(tmp_path: Path, tiny: Mapping[str, Path], train_yaml: str, eval_yaml: str, extra: Sequence[str] = (),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import TINY_MINI, sweep_cli
 
 from sweep.cli import load
-from sweep.design.adaptive import DEFAULT_REMOTE_SLOTS, ROUND, RoundLog, cells_per_round, metric_key
+from sweep.design.adaptive import (
+    DEFAULT_REMOTE_SLOTS,
+    ROUND,
+    RoundLog,
+    cells_per_round,
+    metric_key,
+)
 from sweep.design.pool import Pool
 from sweep.design.propose import propose
 from sweep.design.settings import DesignSettings
@@ -18,12 +22,7 @@ from sweep.design.state import assess
 from sweep.tracking import Tracker
 from tests.test_design import rows
 
-TINY = [
-    "grid.llm=[xs,s]", "grid.visual_tokens=[1,4,16]",
-    "vision.pretrain.steps=30", "data.train_images=300", "data.test_images=100",
-    "train.stages.0.steps=20", "train.stages.0.checkpoint_every=10", "train.stages.0.log_every=5", "eval.max_questions=100",
-    "fit.n_boot=50", "design.n_boot=50",
-]
+TINY = [*TINY_MINI, "grid.visual_tokens=[1,4,16]", "design.n_boot=50"]
 
 
 def test_rounds_are_sized_by_the_launcher() -> None:
@@ -82,15 +81,9 @@ def test_rounds_are_logged_to_mlflow(tmp_path: Path, mlflow_uri: str) -> None:
     assert again.run_id == log.run_id and again.next_round() == 2
 
 
-def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
-
-
 @pytest.mark.slow
 def test_run_adaptive_on_a_tiny_mini_grid(tmp_path: Path) -> None:
-    out = sweep("run", "--adaptive", *TINY, cwd=tmp_path)
+    out = sweep_cli("run", "--adaptive", *TINY, cwd=tmp_path, timeout=1800)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
     assert "round 0 (start)" in out.stdout and "adaptive study stopped:" in out.stdout
 
@@ -107,7 +100,7 @@ def test_run_adaptive_on_a_tiny_mini_grid(tmp_path: Path) -> None:
     study = client.search_runs([exp], "tags.sweep_role = 'adaptive'")[0]
     assert study.data.tags["design_stop"]
 
-    again = sweep("run", "--adaptive", *TINY, cwd=tmp_path)  # a rerun reuses every finished cell
+    again = sweep_cli("run", "--adaptive", *TINY, cwd=tmp_path, timeout=1800)  # a rerun reuses every finished cell
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert len(client.search_runs([exp], "tags.sweep_kind = 'eval'")) >= len(evals)
     assert "[  0/" not in again.stdout or "round" in again.stdout

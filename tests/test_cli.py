@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import sweep_cli
 
 from sweep.cli import parse_args
 from sweep.errors import SweepError
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def sweep(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
 
 
 def test_parse_args_surface() -> None:
@@ -35,7 +28,7 @@ def test_parse_args_surface() -> None:
 
 def test_plan_json_lines_and_exit_codes(tmp_path: Path) -> None:
     env = {"SWEEP_ROOT": str(tmp_path / "out")}
-    out = sweep("plan", "--json", "+grid=paper", cwd=tmp_path, env=env)
+    out = sweep_cli("plan", "--json", "+grid=paper", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(rows) == 105
@@ -43,13 +36,13 @@ def test_plan_json_lines_and_exit_codes(tmp_path: Path) -> None:
     for key in ("id", "kind", "llm", "visual_tokens", "compressor", "seed", "status", "resources", "gpu_hours"):
         assert key in first
     assert {r["status"] for r in rows} == {"will run"}
-    bad = sweep("run", "grid.visual_tokens=[3]", cwd=tmp_path, env=env)
+    bad = sweep_cli("run", "grid.visual_tokens=[3]", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "grid.visual_tokens" in bad.stderr and "fix:" in bad.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()  # nothing started
 
 
 def test_paper_grid_on_a_cpu_machine_stops_before_starting(tmp_path: Path) -> None:
-    out = sweep("+grid=paper", cwd=tmp_path, env={"SWEEP_ROOT": str(tmp_path / "out")})
+    out = sweep_cli("+grid=paper", cwd=tmp_path, env={"SWEEP_ROOT": str(tmp_path / "out")})
     assert out.returncode == 2
     assert "GPUs" in out.stderr and "launcher=slurm" in out.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import sweep_cli
 
 from sweep.cli import load, parse_args
-from sweep.design.criterion import FamilyModel, choose, gain
+from sweep.design.criterion import choose, gain
 from sweep.design.pool import CPU_HOURS, GPU_HOURS, Pool, budget_of, start_design
 from sweep.design.propose import propose, stop_reason
 from sweep.design.settings import DesignSettings, flag_overrides
@@ -27,12 +25,6 @@ from sweep.scaling.frontier import v_star as v_star_scalar
 REPO = Path(__file__).resolve().parent.parent
 PAPER_N = {"qwen15-0p5b": 0.5e9, "qwen15-1p8b": 1.8e9, "qwen15-4b": 4e9, "qwen15-7b": 7e9}
 TRUTH = {"reasoning": (0.25, 0.30, 0.06, 0.35), "ocr": (0.45, 0.05, 0.25, 0.10)}  # A, alpha, beta, D
-
-
-def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def rows(cells: list[tuple[str, int]], seed: int = 0, questions: float = 5000.0, truth: dict | None = None) -> list[Observation]:
@@ -208,14 +200,14 @@ def test_flags_are_design_settings() -> None:
 
 
 def test_suggest_cli_with_no_results_creates_nothing(tmp_path: Path) -> None:
-    out = sweep("suggest", "--json", cwd=tmp_path)
+    out = sweep_cli("suggest", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["phase"] == "start" and data["unit"] == CPU_HOURS and data["measured"] == []
     got = [(s["llm"], s["visual_tokens"]) for s in data["suggestions"]]
     assert set(got) == {("xs", 1), ("xs", 16), ("m", 1), ("m", 16), ("s", 4)}
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "outputs").exists()
-    bad = sweep("suggest", "--target", "vstr", cwd=tmp_path)
+    bad = sweep_cli("suggest", "--target", "vstr", cwd=tmp_path)
     assert bad.returncode == 2 and "design.target" in bad.stderr and "Did you mean vstar" in bad.stderr
 
 
@@ -225,7 +217,7 @@ def test_suggest_plans_on_the_paper_grid_from_a_csv(tmp_path: Path) -> None:
     csv.write_text("family,N,V,error,n_questions\n" + "".join(
         f"{o.family},{o.N / 1e9:g},{o.V:g},{o.error:.5f},{o.n_questions:g}\n" for o in rows(start)))
     pool_v = "grid.visual_tokens=[1,4,9,16,36,64,144,576]"  # 9: off the paper's values, and avgpool can make it from 24x24
-    out = sweep("suggest", "+grid=paper", pool_v, "--csv", str(csv), "--k", "3", "--budget", "40", "--json", cwd=tmp_path)
+    out = sweep_cli("suggest", "+grid=paper", pool_v, "--csv", str(csv), "--k", "3", "--budget", "40", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["phase"] == "design" and data["unit"] == GPU_HOURS and len(data["measured"]) == 5
@@ -235,9 +227,9 @@ def test_suggest_plans_on_the_paper_grid_from_a_csv(tmp_path: Path) -> None:
     assert 1 <= len(picks) <= 3 and all(p["cost"] > 0 and p["gain"] > 0 for p in picks)
     assert sum(p["cost"] for p in picks) <= 40.0
     assert all((p["llm"], p["visual_tokens"]) not in set(start) for p in picks)
-    text = sweep("suggest", "+grid=paper", "--csv", str(csv), "--k", "2", cwd=tmp_path)
+    text = sweep_cli("suggest", "+grid=paper", "--csv", str(csv), "--k", "2", cwd=tmp_path)
     assert text.returncode == 0 and "gain per GPU-hour" in text.stdout and "reasoning V*(Q=50)" in text.stdout
-    odd = sweep("suggest", "+grid=paper", "grid.visual_tokens=[1,5]", "--csv", str(csv), cwd=tmp_path)
+    odd = sweep_cli("suggest", "+grid=paper", "grid.visual_tokens=[1,5]", "--csv", str(csv), cwd=tmp_path)
     assert odd.returncode == 2 and "grid.visual_tokens" in odd.stderr  # the pool is checked as the plan checks it
     assert not (tmp_path / "mlflow.db").exists()
 

@@ -7,31 +7,18 @@ a re-run that must start nothing and finish in seconds.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import TINY_MINI, sweep_cli
 
-TINY = [
-    "grid.llm=[xs,s]", "grid.visual_tokens=[1,4]",
-    "vision.pretrain.steps=30", "data.train_images=300", "data.test_images=100",
-    "train.stages.0.steps=20", "train.stages.0.checkpoint_every=10", "train.stages.0.log_every=5", "eval.max_questions=100",
-    "fit.n_boot=50",
-]
-
-
-def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+TINY = [*TINY_MINI, "grid.visual_tokens=[1,4]"]
 
 
 @pytest.mark.slow
 def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
-    first = sweep(*TINY, cwd=tmp_path)
+    first = sweep_cli(*TINY, cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert (tmp_path / "mlflow.db").exists()  # MLflow's default store, in the working directory
 
@@ -73,13 +60,13 @@ def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
     assert {"fit/figure1.png", "fit/heatmap.png"} <= {a.path for a in client.list_artifacts(parent_id, "fit")}
 
     t0 = time.time()
-    again = sweep(*TINY, cwd=tmp_path)
+    again = sweep_cli(*TINY, cwd=tmp_path, timeout=900)
     took = time.time() - t0
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing to do" in again.stdout
     assert len(client.search_runs([exp.experiment_id], max_results=1000)) == len(runs)  # no duplicated runs
     assert took < 30, f"no-op re-run took {took:.1f}s"
 
-    status = sweep("status", "--json", *TINY, cwd=tmp_path)
+    status = sweep_cli("status", "--json", *TINY, cwd=tmp_path, timeout=900)
     rows = json.loads(status.stdout)["jobs"]
     assert {r["status"] for r in rows} == {"done"} and len(rows) == 9

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from helpers import (bench_eval_spec, run_paper_cli, save_tiny_clip, save_tiny_qwen, save_tiny_tokenizer, tiny_hf_parts,
-                     write_llava_data, write_pope_textvqa)
+from helpers import (bench_eval_spec, bench_eval_yaml, llava_train_yaml, run_paper_cli, save_tiny_clip, save_tiny_qwen,
+                     save_tiny_tokenizer, tiny_hf_parts, write_llava_data, write_pope_textvqa)
 from sweep.evals.benchmarks.pope import pope_says_yes
 from sweep.jobs import hf_eval, hf_train
 from sweep.jobs.context import JobContext, Preempted
@@ -98,24 +98,8 @@ def test_stage1_stage2_eval(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + 1))
 
 
-TRAIN_YAML = """kind: llava
-stages:
-  - {name: stage1, data: stage1, epochs: 1, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-2, warmup: 0.0,
-     schedule: cosine, trainable: connector, precision: bf16, checkpoint_every: 0, log_every: 1, max_length: 64}
-  - {name: stage2, data: stage2, epochs: 1, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-4, warmup: 0.0,
-     schedule: cosine, trainable: all, precision: bf16, checkpoint_every: 0, log_every: 1, max_length: 64}
-text_tokens_per_sample: 20
-"""
-EVAL_YAML = """kind: benchmarks
-root: ${oc.env:SWEEP_EVAL_DATA,/data/eval}
-families: {reasoning: [pope], ocr: [textvqa]}
-benchmarks: {pope: {categories: [random]}}
-max_items: 2
-batch_size: 2
-max_new_tokens: 3
-samples_per_cell: 4
-text_tokens_per_sample: 20
-"""
+TRAIN_YAML = llava_train_yaml(epochs=1, micro_batch_size=2, lrs=(1.0e-2, 1.0e-4), max_length=(64, 64))
+EVAL_YAML = bench_eval_yaml(batch_size=2, max_new_tokens=3)
 
 
 def test_paper_grid_cli_runs_the_hf_jobs(tiny: dict[str, Path], tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ from typing import Any
 import pytest
 import torch
 
-from helpers import COLORS, conf_with_tiny_paths, paper_cli_args, run_paper_cli, save_tiny_tokenizer, write_pope_textvqa
+from helpers import (COLORS, bench_eval_yaml, conf_with_tiny_paths, llava_train_yaml, paper_cli_args, run_paper_cli,
+                     save_tiny_tokenizer, write_pope_textvqa)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("hf_offline")]
 
@@ -59,25 +60,9 @@ QWEN_05B = {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers":
 CLIP_L336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
              "image_size": 336, "patch_size": 14}
 
-TRAIN_YAML = f"""kind: llava
-stages:
-  - {{name: stage1, data: stage1, epochs: 4, global_batch_size: 4, micro_batch_size: 1, lr: 1.0e-3, warmup: 0.0,
-     schedule: cosine, trainable: connector, precision: bf16, checkpoint_every: 1, log_every: 1, max_length: {MAX_LENGTH}}}
-  - {{name: stage2, data: stage2, epochs: 4, global_batch_size: 4, micro_batch_size: 1, lr: 2.0e-5, warmup: 0.0,
-     schedule: cosine, trainable: all, precision: bf16, checkpoint_every: 0, log_every: 1, max_length: {MAX_LENGTH_CHAT},
-     gradient_checkpointing: true}}
-text_tokens_per_sample: 20
-"""
-EVAL_YAML = """kind: benchmarks
-root: ${oc.env:SWEEP_EVAL_DATA,/data/eval}
-families: {reasoning: [pope], ocr: [textvqa]}
-benchmarks: {pope: {categories: [random]}}
-max_items: 2
-batch_size: 1
-max_new_tokens: 2
-samples_per_cell: 4
-text_tokens_per_sample: 20
-"""
+TRAIN_YAML = llava_train_yaml(epochs=4, micro_batch_size=1, lrs=(1.0e-3, 2.0e-5), max_length=(MAX_LENGTH, MAX_LENGTH_CHAT),
+                              checkpoint_every=1, stage2_extra=", gradient_checkpointing: true")
+EVAL_YAML = bench_eval_yaml(batch_size=1, max_new_tokens=2)
 # One job at a time (each is two ranks on this 2-core machine, and two stage-2 jobs would need ~30 GB).
 OVERRIDES = ["grid.visual_tokens=[1,144]", "grid.compressor=[tokenpacker]", "vision.feature_layers=[12,16,22,23]",
              "+resources.gpu4.tasks_per_node=2", "launcher.workers=1"]
