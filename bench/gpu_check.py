@@ -149,6 +149,10 @@ def fsdp_rank(rank: int, ranks: int, spec: Any, store: str, out: str, device_typ
     if world.leader:
         Path(out).write_text(json.dumps({"peaks": {str(k): v for k, v in peaks.items()}, "loss": result.loss,
                                          "seconds": seconds, "mode": par.mode}))
+    # Both ranks leave the group together: without this barrier, one rank tearing gloo down while the
+    # other still finished its last collective aborted a rank ("terminate called without an active
+    # exception") in 4 of 12 CPU dry runs; with it, 0 of 12.
+    torch.distributed.barrier()
     close_group()
 
 
