@@ -20,16 +20,24 @@ TINY_MINI = [
 ]
 
 
-def sweep_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m sweep ARGS`` in ``cwd`` as a user runs it: outputs in cwd/outputs, MLflow's default store in cwd.
-
-    ``env`` is laid over that (e.g. another SWEEP_ROOT); stdout and stderr are captured as text.
-    """
+def sweep_env(cwd: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a CLI run in ``cwd``: outputs in cwd/outputs, MLflow's default store in cwd, ``env`` laid over."""
     full = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
     full.pop("MLFLOW_TRACKING_URI", None)
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=full, capture_output=True, text=True,
-                          timeout=timeout)
+    return full
+
+
+def sweep_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m sweep ARGS`` in ``cwd`` as a user runs it (``sweep_env``); stdout and stderr captured as text."""
+    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=sweep_env(cwd, env), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_sweep(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    """``python -m sweep ARGS`` started in ``cwd`` in a session of its own (to signal it), output piped as text."""
+    return subprocess.Popen([sys.executable, "-m", "sweep", *args], cwd=cwd, env=sweep_env(cwd, env), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def probe_plan(nodes: Mapping[str, tuple[Sequence[str], Mapping[str, Any]]], name: str = "probe",
@@ -304,20 +312,15 @@ def run_paper_cli(tmp_path: Path, tiny: Mapping[str, Path], train_yaml: str, eva
     ``extra`` overrides go last (a repeated key: the last one wins), ``env_extra`` joins the environment.
     Returns the job runs of the "paper" experiment as ``{sweep_kind: [run, ...]}``, or, when ``expect_rc``
     is not 0, the finished process."""
-    import os
-    import subprocess
-    import sys
 
     from mlflow import MlflowClient
 
     conf = conf_with_tiny_paths(tmp_path, tiny)
     (conf / "train" / "paper.yaml").write_text(train_yaml)
     (conf / "eval" / "paper.yaml").write_text(eval_yaml)
-    env = {**os.environ, "SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf), "SWEEP_DATA": str(tiny["data"]),
+    env = {"SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf), "SWEEP_DATA": str(tiny["data"]),
            "SWEEP_EVAL_DATA": str(tiny["eval"]), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    run = subprocess.run([sys.executable, "-m", "sweep", *paper_cli_args(extra)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=timeout)
+    run = sweep_cli(*paper_cli_args(extra), cwd=tmp_path, env=env, timeout=timeout)
     assert run.returncode == expect_rc, run.stdout[-3000:] + run.stderr[-3000:]
     if expect_rc:
         return run

@@ -8,7 +8,6 @@ executor runs real probe jobs in this process (the inline launcher's way).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Recorder
+from helpers import Recorder, sweep_cli
 
 HOUR = 3600.0
 
@@ -137,11 +136,9 @@ def test_max_gpu_hours_is_a_checked_launcher_field() -> None:
 
 
 def test_status_prints_the_ledger_and_a_json_document(tmp_path: Path) -> None:
-    env = {**os.environ, "SWEEP_ROOT": str(tmp_path / "out")}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = {"SWEEP_ROOT": str(tmp_path / "out")}
     args = ["+grid=paper", "launcher.max_gpu_hours=500"]
-    text = subprocess.run([sys.executable, "-m", "sweep", "status", *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    text = sweep_cli("status", *args, cwd=tmp_path, env=env)
     assert text.returncode == 0, text.stderr
     assert "budget (GPU-hours)" in text.stdout and "launcher.max_gpu_hours = 500" in text.stdout
     assert "gpu4" in text.stdout and "gpu8" in text.stdout

@@ -12,9 +12,7 @@ tests skip); the server is a real ``mlflow server`` stopped and started again on
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 
 from harness import REPO_ROOT, free_port, session_members, terminate_session, wait_until
-from helpers import features_dir, runs_by_role, wait_for_features_checkpoint
+from helpers import features_dir, runs_by_role, start_sweep, wait_for_features_checkpoint
 
 ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=150", "vision.pretrain.checkpoint_every=10",
         "vision.pretrain.log_every=5", "data.train_images=200", "data.test_images=50", "train.stages.0.steps=10",
@@ -31,10 +29,7 @@ ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=150", 
 
 
 def _start(cwd: Path, root: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "SWEEP_ROOT": str(root)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([sys.executable, "-m", "sweep", *ARGS, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return start_sweep(*ARGS, *args, cwd=cwd, env={"SWEEP_ROOT": str(root)})
 
 
 

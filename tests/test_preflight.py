@@ -7,25 +7,22 @@ naming the field, in seconds, and nothing (no mlflow.db, no job folder) is creat
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from harness import free_port
+from helpers import sweep_cli
 
 TINY = ["grid.llm=[xs]", "grid.visual_tokens=[1]"]
 
 
 def sweep(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    env.pop("MLFLOW_TRACKING_URI", None)
     t0 = time.time()
-    out = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    out = sweep_cli(*args, cwd=cwd)
     return out, time.time() - t0
 
 

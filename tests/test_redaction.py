@@ -9,13 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness import free_port
+from helpers import sweep_cli
 
 SECRET = "hf_S3cretValue0123456789"
 PASSWORD = "pw-S3cret-9876"
@@ -60,16 +59,10 @@ def test_no_semantic_field_of_a_job_spec_looks_secret() -> None:
             assert not [n for n in semantic if is_secret_key(n)], tp
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_a_password_in_the_tracking_uri_is_never_printed(tmp_path: Path) -> None:
     uri = f"tracking.uri=http://alice:{PASSWORD}@127.0.0.1:{free_port()}"
     for args in (("plan", uri), ("--cfg", uri), (uri, "grid.llm=[xs]", "grid.visual_tokens=[1]")):
-        out = _cli(*args, cwd=tmp_path)
+        out = sweep_cli(*args, cwd=tmp_path)
         assert PASSWORD not in out.stdout + out.stderr, args
     assert out.returncode == 2 and "http://127.0.0.1:" in out.stderr  # refused (nothing listens), URL without its secret
 

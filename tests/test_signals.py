@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from harness import session_members, wait_until
-from helpers import Recorder, features_dir, make_runtime, probe_plan, runs_by_role, wait_for_features_checkpoint
+from helpers import Recorder, features_dir, make_runtime, probe_plan, runs_by_role, start_sweep, wait_for_features_checkpoint
 
 
 @pytest.fixture
@@ -169,10 +168,7 @@ ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=150", 
 
 
 def _start(cwd: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([sys.executable, "-m", "sweep", *ARGS, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return start_sweep(*ARGS, *args, cwd=cwd)
 
 
 

@@ -16,9 +16,6 @@ a failing job's error, and a node-side failure's log, reach the user.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Recorder, make_runtime, probe_plan
+from helpers import Recorder, make_runtime, probe_plan, sweep_cli
 from launchers.base import backend_states
 from launchers.slurm import SlurmLauncher
 from sweep.display import plan_rows
@@ -40,12 +37,6 @@ TINY = ["grid.llm=[xs]", "grid.visual_tokens=[1,4]", "vision.pretrain.steps=30",
         "data.test_images=100", "train.stages.0.steps=20", "train.stages.0.checkpoint_every=10",
         "eval.max_questions=100", "fit.n_boot=50"]
 SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.poll_s=1"]
-
-
-def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def wait_for(check: Any, timeout_s: float, what: str) -> None:
@@ -70,20 +61,20 @@ def mlflow_run(uri: str, experiment_id: str, job_id: str) -> Any | None:
 
 @pytest.mark.slow
 def test_tiny_grid_through_slurm_then_eval_only_rerun_fire_and_forget(slurm_env: Any, tmp_path: Path) -> None:
-    first = sweep(*SLURM, "launcher.wait=true", *TINY, cwd=tmp_path)
+    first = sweep_cli(*SLURM, "launcher.wait=true", *TINY, cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "5 done, 0 not done" in first.stdout
 
     # New eval settings: new eval jobs on the trained cells; `run` submits them and returns at once.
     rerun = [*SLURM, *TINY, "eval.max_questions=50"]
-    second = sweep(*rerun, cwd=tmp_path)
+    second = sweep_cli(*rerun, cwd=tmp_path, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "submitted 2 jobs" in second.stdout
-    third = sweep(*rerun, cwd=tmp_path)  # they are queued or running: nothing new is submitted
+    third = sweep_cli(*rerun, cwd=tmp_path, timeout=600)  # they are queued or running: nothing new is submitted
     assert third.returncode == 0 and "nothing to submit: 2 jobs" in third.stdout, third.stdout[-2000:]
 
     def rows() -> list[dict[str, Any]]:
-        out = sweep("status", "--json", *rerun, cwd=tmp_path)
+        out = sweep_cli("status", "--json", *rerun, cwd=tmp_path, timeout=600)
         return json.loads(out.stdout)["jobs"]
 
     evals = [r for r in rows() if r["kind"] == "eval"]
