@@ -8,8 +8,6 @@ executor runs real probe jobs in this process (the inline launcher's way).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +140,7 @@ def test_status_prints_the_ledger_and_a_json_document(tmp_path: Path) -> None:
     assert text.returncode == 0, text.stderr
     assert "budget (GPU-hours)" in text.stdout and "launcher.max_gpu_hours = 500" in text.stdout
     assert "gpu4" in text.stdout and "gpu8" in text.stdout
-    doc = subprocess.run([sys.executable, "-m", "sweep", "status", "--json", *args], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    doc = sweep_cli("status", "--json", *args, cwd=tmp_path, env=env)
     data = json.loads(doc.stdout)
     assert len(data["jobs"]) == 105 and data["sweep"] == "paper"
     total = data["ledger"]["total"]
