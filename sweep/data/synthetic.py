@@ -1,25 +1,33 @@
 """Deterministic synthetic VQA: a visual-reasoning family and an OCR-like family.
 
-Images are ``image_size`` x ``image_size`` RGB on a grid of 4 x 4 pixel cells, so a
-ViT with 4-pixel patches sees exactly one object or letter per patch. Two kinds of
-image, half each:
+Images are ``image_size`` x ``image_size`` RGB (64 in the mini study) on a grid of
+4 x 4 pixel cells, so a ViT with 4-pixel patches sees exactly one object or letter
+(part) per patch. Two kinds of image, half each:
 
-* scenes: 2-7 objects (4 shapes x 4 colours, repeats allowed) in random cells.
-  Reasoning questions are functions of the whole set of objects that need
-  computation on the visual evidence: count one colour, compare two colour
-  counts, add two counts, name the most common colour, count distinct kinds. A
-  bag of pooled features holds the evidence, so the token count matters little;
-  the LLM has to compute on it, so its size matters.
-* documents: one word of 3-4 distinct letters written on every other cell of a
-  row. OCR questions ask for a letter by position, the letter after a given one,
-  or the whole word, so they need to know *where* each letter is: the number of
-  visual tokens matters.
+* scenes: a block of (grid / BLOCKS)^2 cells holding 2-10 objects (4 shapes x 4
+  colours, repeats allowed), repeated BLOCKS x BLOCKS times over the image. Every
+  token of a sqrt(V) x sqrt(V) average pooling with V <= BLOCKS^2 = 16 covers whole
+  blocks, so it holds the same colour counts: the visual facts survive pooling to
+  one token. Reasoning questions are functions of the block's colour counts: count
+  one colour, compare two counts, add two, subtract two, name the most common
+  colour. Telling 0-10 objects apart in a pooled token and computing on the
+  counts is the LLM's work, so its size matters and the token count does not.
+* documents: one word of 3-4 distinct letters, each letter drawn on a square of
+  (grid / 8)^2 cells, on every other column of a coarse 8-column grid: one letter
+  per token at V = 16, two at V = 4, all four mixed with background at V = 1. OCR
+  questions ask for a letter by position or for the whole word, so they need the
+  letters kept apart: the number of visual tokens matters.
 
 Question designs that did *not* work on a CPU budget (kept out): counting under
 attribute filters with 4-10 objects, and attribute binding across objects ("what
-colour is the triangle", "which shape has the same colour as ..."). Tiny LLMs
-trained from scratch for a few thousand steps stayed at the answer priors on
-them whatever their size, even given oracle one-hot patch features.
+colour is the triangle", "which shape has the same colour as ..."): tiny LLMs
+trained from scratch for a few thousand steps stayed at the answer priors on them
+whatever their size, even given oracle one-hot patch features. Shape counts do
+not survive pooling (a linear probe of a pooled block's shapes is near chance).
+Objects scattered over the whole image made reasoning depend on V (adding counts
+over 16 tokens is harder than reading one); blocks of 4 cells (32-pixel images)
+made every LLM size solve it. "What letter follows x" was learnt or not by the
+same LLM size depending on the rest of the data, so it was dropped.
 
 Every image also has a per-cell label (background / shape x colour / letter) for
 pretraining the vision tower. Everything is drawn from ``numpy.random.default_rng``
@@ -50,11 +58,15 @@ COLOUR_NAMES = tuple(COLOURS)
 SHAPE_NAMES = tuple(SHAPE_BITMAPS)
 LETTERS = tuple("abcdefghijklmnop")
 POSITIONS = 4
-MAX_OBJECTS = 7
+# A scene is a block of (grid / BLOCKS)^2 cells repeated BLOCKS x BLOCKS times, so that
+# every token of a sqrt(V) x sqrt(V) pooling with V <= BLOCKS^2 covers whole blocks.
+BLOCKS = 4
+MAX_OBJECTS = 10
+MAX_NUMBER = MAX_OBJECTS
 
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "reasoning": ("count_colour", "more", "sum", "majority", "kinds"),
-    "ocr": ("char_at", "next_char", "word"),
+    "reasoning": ("count_colour", "more", "sum", "majority", "diff"),
+    "ocr": ("char_at", "word"),
 }
 QTYPES: tuple[str, ...] = tuple(q for f in FAMILIES.values() for q in f)
 
@@ -62,9 +74,10 @@ _SPECIALS = ("<pad>", "<eos>")
 _WORDS = (
     "what", "colour", "shape", "is", "how", "many", "most", "common", "are", "there", "more",
     "than", "or", "kinds", "of", "letter", "follows", "read", "the", "text", "?", "yes", "no",
+    "minus",
 )
 VOCAB: tuple[str, ...] = (
-    _SPECIALS + _WORDS + COLOUR_NAMES + LETTERS + tuple(str(i) for i in range(MAX_OBJECTS + 1))
+    _SPECIALS + _WORDS + COLOUR_NAMES + LETTERS + tuple(str(i) for i in range(MAX_NUMBER + 1))
 )
 TOKEN_ID: dict[str, int] = {w: i for i, w in enumerate(VOCAB)}
 PAD, EOS = TOKEN_ID["<pad>"], TOKEN_ID["<eos>"]
@@ -151,13 +164,12 @@ def tokenize(words: list[str]) -> list[int]:
     return [TOKEN_ID[w] for w in words]
 
 
-def generate_split(seed: int, split: str, n_images: int, image_size: int = 32) -> Split:
+def generate_split(seed: int, split: str, n_images: int, image_size: int = 64) -> Split:
     """Draw ``n_images`` images and their questions; a pure function of the arguments."""
-    if image_size % CELL or image_size < 2 * POSITIONS * CELL:
-        # A document needs room for a word of POSITIONS letters on every other cell.
-        raise ValueError(
-            f"image_size must be a multiple of {CELL} and at least {2 * POSITIONS * CELL}, got {image_size}"
-        )
+    unit = CELL * 2 * POSITIONS  # whole letters on the coarse grid, whole scene blocks
+    if image_size % unit:
+        raise ValueError(f"image_size must be a multiple of {unit} (cells of {CELL} pixels, {2 * POSITIONS} "
+                         f"coarse columns of letters, {BLOCKS} x {BLOCKS} scene blocks), got {image_size}")
     grid = image_size // CELL
     split_key = {"train": 1, "test": 2}.get(split)
     if split_key is None:
@@ -197,25 +209,35 @@ def _paint(rng: np.random.Generator, canvas: np.ndarray, cell: int, grid: int, m
 
 
 def _scene(rng: np.random.Generator, canvas: np.ndarray, labels: np.ndarray, grid: int):
-    """2-7 objects (shape and colour drawn with repeats) with a unique most common colour."""
-    n = int(rng.integers(2, MAX_OBJECTS + 1))
+    """A block of objects with a unique most common colour, repeated BLOCKS x BLOCKS times.
+
+    Every pooled token (V = 1, 4, 16) covers whole blocks, so it holds the same
+    facts: the questions (about one block's colour counts) survive pooling to one
+    token, and what they need is computation on the counts, the LLM's part.
+    """
+    tile = grid // BLOCKS
+    n = int(rng.integers(2, min(MAX_OBJECTS, tile * tile) + 1))
     shapes = rng.integers(0, len(SHAPE_NAMES), size=n)
     while True:
         colours = rng.integers(0, len(COLOURS), size=n)
         counts = np.bincount(colours, minlength=len(COLOURS))
         if (counts == counts.max()).sum() == 1:
             break
-    cells = rng.choice(grid * grid, size=n, replace=False)
-    for cell, s, c in zip(cells, shapes, colours):
-        _paint(rng, canvas, int(cell), grid, _SHAPES[s], COLOURS[COLOUR_NAMES[c]])
-        labels[cell] = shape_label(int(s), int(c))
-    kinds = len(set(zip(shapes.tolist(), colours.tolist())))
+    spots = rng.choice(tile * tile, size=n, replace=False)
+    for spot, s, c in zip(spots, shapes, colours):
+        dr, dc = divmod(int(spot), tile)
+        for r0 in range(0, grid, tile):
+            for c0 in range(0, grid, tile):
+                cell = (r0 + dr) * grid + c0 + dc
+                _paint(rng, canvas, cell, grid, _SHAPES[s], COLOURS[COLOUR_NAMES[c]])
+                labels[cell] = shape_label(int(s), int(c))
     c = int(rng.integers(len(COLOURS)))
     # Two colours with different counts (one exists: the most common colour is unique).
     while True:
         a, b = (int(x) for x in rng.choice(len(COLOURS), size=2, replace=False))
         if counts[a] != counts[b]:
             break
+    hi, lo = (a, b) if counts[a] > counts[b] else (b, a)
     d = int(rng.integers(len(COLOURS)))
     e = (d + 1 + int(rng.integers(len(COLOURS) - 1))) % len(COLOURS)
     name = COLOUR_NAMES
@@ -224,26 +246,31 @@ def _scene(rng: np.random.Generator, canvas: np.ndarray, labels: np.ndarray, gri
         ("more", ["are", "there", "more", name[a], "than", name[b], "?"], ["yes" if counts[a] > counts[b] else "no"]),
         ("sum", ["how", "many", name[d], "or", name[e], "shape", "?"], [str(int(counts[d] + counts[e]))]),
         ("majority", ["what", "colour", "is", "most", "common", "?"], [name[int(counts.argmax())]]),
-        ("kinds", ["how", "many", "kinds", "of", "shape", "?"], [str(kinds)]),
+        ("diff", ["how", "many", name[hi], "minus", name[lo], "?"], [str(int(counts[hi] - counts[lo]))]),
     ]
 
 
 def _document(rng: np.random.Generator, canvas: np.ndarray, labels: np.ndarray, grid: int):
     length = int(rng.integers(3, POSITIONS + 1))
     letters = [int(x) for x in rng.choice(len(LETTERS), size=length, replace=False)]
-    row = int(rng.integers(grid))
-    start = int(rng.integers(0, grid - 2 * (length - 1)))
+    # Letters are written size x size cells large on a coarse grid of 2 * POSITIONS
+    # columns, on every other coarse cell of a row: one letter per token at V =
+    # POSITIONS^2, whatever the image size.
+    size = grid // (2 * POSITIONS)
+    coarse = grid // size
+    row = int(rng.integers(coarse))
+    start = int(rng.integers(0, coarse - 2 * (length - 1)))
     white = (235, 235, 235)
     for k, letter in enumerate(letters):
-        cell = row * grid + start + 2 * k
-        _paint(rng, canvas, cell, grid, _GLYPHS[letter], white)
-        labels[cell] = letter_label(letter)
+        for i in range(size):
+            for j in range(size):
+                cell = (row * size + i) * grid + (start + 2 * k) * size + j
+                _paint(rng, canvas, cell, grid, _GLYPHS[letter], white)
+                labels[cell] = letter_label(letter)
     word = [LETTERS[x] for x in letters]
     k = int(rng.integers(length))
-    j = int(rng.integers(length - 1))
     return [
         ("char_at", ["what", "is", "letter", str(k + 1), "?"], [word[k]]),
-        ("next_char", ["what", "letter", "follows", word[j], "?"], [word[j + 1]]),
         ("word", ["read", "the", "text", "?"], word),
     ]
 

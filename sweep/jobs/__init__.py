@@ -30,7 +30,7 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in (
-    JobKind("features", "features", "sweep.jobs.features:run", 2, specs.FeaturesSpec),
+    JobKind("features", "features", "sweep.jobs.features:run", 3, specs.FeaturesSpec),
     JobKind("train", "train", "sweep.jobs.train:run", 2, specs.CachedTrainSpec),
     JobKind("hf_train", "train", "sweep.jobs.hf_train:run", 2, specs.HFTrainSpec),
     JobKind("eval", "eval", "sweep.jobs.evaluate:run", 2, specs.SyntheticEvalSpec),
