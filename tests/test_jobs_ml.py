@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from sweep.data.synthetic import QTYPES
 from sweep.jobs import evaluate, features, train
 from sweep.jobs.context import JobContext, Preempted
 from sweep.specs.data import SyntheticData, SyntheticEval
@@ -27,8 +28,8 @@ def _conf(path: str) -> dict:
     return yaml.safe_load((CONF / path).read_text())
 
 
-VISION = MiniVision.parse({**_conf("vision/mini.yaml"), "pretrain": {"steps": 30, "batch_size": 64, "lr": 3e-3}}, "vision")
-DATA = SyntheticData.parse({**_conf("data/synthetic.yaml"), "train_images": 300, "test_images": 100}, "data")
+VISION = MiniVision.parse({**_conf("vision/mini.yaml"), "image_size": 32, "pretrain": {"steps": 30, "batch_size": 64, "lr": 3e-3}}, "vision")
+DATA = SyntheticData.parse({**_conf("data/synthetic.yaml"), "image_size": 32, "train_images": 300, "test_images": 100}, "data")
 STAGE = CachedStage.parse({**_conf("train/mini.yaml")["stages"][0], "steps": 20, "batch_size": 32, "checkpoint_every": 10,
                            "log_every": 5}, "train.stages.0")
 LLM = MiniLLM.parse(_conf("llm/xs.yaml")["xs"], "llm.xs")
@@ -120,9 +121,9 @@ def test_eval_reports_the_fitters_metrics(tmp_path: Path, features_dir: Path) ->
     for family in ("reasoning", "ocr"):
         assert 0.0 <= m[f"error/{family}"] <= 1.0
         accs = [v for k, v in m.items() if k.startswith(f"acc/{family}/")]
-        assert len(accs) >= 3 and m[f"error/{family}"] == pytest.approx(1 - sum(accs) / len(accs))
+        assert len(accs) >= 2 and m[f"error/{family}"] == pytest.approx(1 - sum(accs) / len(accs))
     assert m["V"] == 4 and 0 < m["N"] < m["N_total"] and m["Q"] > 1
     assert m["flops/inference"] == pytest.approx(2 * m["N"] * (m["Q"] + m["V"]))
     assert m["flops/llm_prefill"] >= m["flops/inference"] and m["flops/question_pass"] == 0
     assert m["flops/total"] > m["flops/vision"] > 0
-    assert m["eval/questions"] == 80 and m["eval/questions_per_s"] > 0
+    assert m["eval/questions"] == 80 // len(QTYPES) * len(QTYPES) and m["eval/questions_per_s"] > 0

@@ -43,7 +43,7 @@ def fitted(tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch):
         if job.role != "eval":
             store.mark_done(job.id, {"job/seconds": 12.0})
             continue
-        n = {"xs": 2.1e4, "s": 8.3e4, "m": 3.3e5}[job.cell.llm]
+        n = {"xs": 2.0e4, "sm": 4.7e4, "s": 8.3e4, "m": 3.3e5}[job.cell.llm]
         errors = {f: 0.1 + 0.5 * (n / 1e4) ** -a * job.cell.visual_tokens ** -b for f, a, b in (("reasoning", 0.5, 0.1), ("ocr", 0.1, 0.5))}
         store.mark_done(job.id, {"job/seconds": 2.0, **{f"error/{f}": e for f, e in errors.items()}})
         obs += [Observation(family=f, N=n, V=float(job.cell.visual_tokens), error=e, Q=10.0, llm=job.cell.llm) for f, e in errors.items()]
@@ -77,7 +77,7 @@ def test_report_page_holds_the_study_and_goes_to_mlflow(fitted) -> None:
 
     note = tracker.client.get_experiment(exp).tags[NOTE]
     assert "**Headline**" in note and f"{alpha:.3g}" in note and "reasoning" in note and "ocr" in note
-    assert "grid: LLM ['xs', 's', 'm'] x V [1, 4, 16]" in note
+    assert "grid: LLM ['xs', 'sm', 's', 'm'] x V [1, 4, 16]" in note
     assert tracker.client.get_run(parent).data.tags[NOTE] == note
     assert "report.html" in {a.path for a in tracker.client.list_artifacts(parent)}
 

@@ -62,6 +62,8 @@ POSITIONS = 4
 # every token of a sqrt(V) x sqrt(V) pooling with V <= BLOCKS^2 covers whole blocks.
 BLOCKS = 4
 MAX_OBJECTS = 10
+# Image sizes are multiples of this: whole letters on the coarse grid, whole scene blocks.
+IMAGE_UNIT = CELL * 2 * POSITIONS
 MAX_NUMBER = MAX_OBJECTS
 
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -164,12 +166,19 @@ def tokenize(words: list[str]) -> list[int]:
     return [TOKEN_ID[w] for w in words]
 
 
+def image_size_problem(image_size: int) -> str | None:
+    """Why the generator cannot draw ``image_size``-pixel images, or None."""
+    if image_size <= 0 or image_size % IMAGE_UNIT:
+        return (f"must be a positive multiple of {IMAGE_UNIT} (cells of {CELL} pixels, {2 * POSITIONS} coarse "
+                f"columns of letters, {BLOCKS} x {BLOCKS} scene blocks), got {image_size}")
+    return None
+
+
 def generate_split(seed: int, split: str, n_images: int, image_size: int = 64) -> Split:
     """Draw ``n_images`` images and their questions; a pure function of the arguments."""
-    unit = CELL * 2 * POSITIONS  # whole letters on the coarse grid, whole scene blocks
-    if image_size % unit:
-        raise ValueError(f"image_size must be a multiple of {unit} (cells of {CELL} pixels, {2 * POSITIONS} "
-                         f"coarse columns of letters, {BLOCKS} x {BLOCKS} scene blocks), got {image_size}")
+    problem = image_size_problem(image_size)
+    if problem:
+        raise ValueError(f"image_size {problem}")
     grid = image_size // CELL
     split_key = {"train": 1, "test": 2}.get(split)
     if split_key is None:

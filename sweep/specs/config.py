@@ -128,8 +128,12 @@ class Config(Spec):
                                  f"use one of {', '.join(self.resources)}, or add resources.{llm.resource_class}")
         self._check_path()
         if isinstance(self.vision, MiniVision) and isinstance(self.data, SyntheticData):
-            from sweep.data.synthetic import CELL
+            from sweep.data.synthetic import CELL, IMAGE_UNIT, image_size_problem
 
+            problem = image_size_problem(self.data.image_size)
+            if problem:
+                raise SweepError("data.image_size", problem,
+                                 f"use a multiple of {IMAGE_UNIT}, e.g. data.image_size=64 vision.image_size=64")
             if self.data.image_size != self.vision.image_size:
                 raise SweepError("data.image_size", f"is {self.data.image_size} but vision.image_size is {self.vision.image_size}",
                                  "make them equal")
