@@ -139,7 +139,7 @@ def test_one_standard_error_rule_keeps_the_paper_form_when_too_close():
     assert c.best == "multiplicative" and c.excluded == ["additive"]
 
 
-# The mini study's three seeds per cell (README, "The mini study": error per seed, xs/s/m x V = 1, 4, 16).
+# Three seeds per cell of an earlier mini study (the 32-pixel data set with scattered scenes; error per seed, xs/s/m x V = 1, 4, 16).
 MINI = {
     "reasoning": [(0.170, 0.291, 0.254), (0.157, 0.340, 0.336), (0.131, 0.220, 0.239), (0.132, 0.115, 0.132), (0.112, 0.130, 0.132),
                   (0.119, 0.166, 0.158), (0.135, 0.108, 0.118), (0.106, 0.100, 0.118), (0.098, 0.095, 0.098)],
