@@ -16,11 +16,12 @@ ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
+# --no-compile: Python byte-compiles each module when it first imports it; compiling all of torch
+# up front took about half of the install's time here.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install -q "$(TORCH_SPEC)"; fi
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-compile --upgrade pip
+	$(BIN)/pip install -q --no-compile $(if $(TORCH_SPEC),"$(TORCH_SPEC)") -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project (torch pinned for CPU)

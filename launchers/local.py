@@ -29,6 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
@@ -198,22 +199,32 @@ class LocalLauncher:
 
     def launch(self, plan: Plan, todo: Sequence[str], rt: Runtime, events: Events) -> LaunchReport:
         slots = min(self.cfg.workers, max(1, len(todo)))
-        rt = Runtime(**{**rt.__dict__, "threads": self.cfg.threads_per_worker})
+        rt = replace(rt, threads=self.cfg.threads_per_worker)
         mp = multiprocessing.get_context("spawn")
         idle: list[Worker] = []
         busy: dict[int, Worker] = {}  # handle -> worker
         handles = itertools.count()
         gpus = GpuPool.for_jobs([plan.get(j) for j in todo])
+        submitted: set[str] = set()
+
+        def threads_for(job: Job) -> int:
+            """A job that runs alone, with every job still to run waiting on it (the features job
+            first, a last straggler), gets the idle slots' threads too; the others one slot's."""
+            rest = set(todo) - submitted - {job.id}
+            alone = not busy and rest <= {j.id for j in plan.dependents(job.id)}
+            return self.cfg.threads_per_worker * (slots if alone else 1)
 
         def submit(job: Job) -> int:
             work = payload(job, tasks_per_node(job, job.resources), gpus.take(job))
             while idle and not idle[-1].proc.is_alive():  # it exited while idle (a stray SIGTERM): replace it
                 idle.pop().close(timeout_s=0)
+            threads = threads_for(job)
             worker = idle.pop() if idle else Worker(mp, self.cfg.threads_per_worker)
             handle = next(handles)
             busy[handle] = worker
             gpus.held[handle] = work.gpus
-            worker.send(work, rt)
+            worker.send(work, replace(rt, threads=threads))
+            submitted.add(job.id)
             return handle
 
         def wait(running: list[int], timeout: float) -> list[tuple[int, Outcome]]:

@@ -240,8 +240,11 @@ def _lead(job: JobPayload, rt: Runtime, stop_requested: Callable[[], bool] | Non
             if fresh:
                 tracker.log_metrics(run_id, fresh, step)
 
-        if rt.threads > 0 and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(rt.threads)
+        if rt.threads > 0:  # the launcher may give a job more threads than its worker started with
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(rt.threads)
+            else:
+                cap_threads(rt.threads)  # torch reads them when the job imports it
         world = start_ranks()
         ctx = JobContext(
             job_id=job.id, kind=job.kind, spec=job.spec, workdir=workdir,

@@ -110,6 +110,23 @@ def test_dag_order_and_results(launcher: Any, tmp_path: Path, mlflow_uri: str) -
     assert all(r.data.tags["mlflow.parentRunId"] == rt.parent_run_id for r in runs)
 
 
+def test_local_job_that_runs_alone_gets_the_idle_threads(tmp_path: Path, mlflow_uri: str) -> None:
+    """Two workers x one thread: a job every other job waits on (the features job, the last one)
+    runs with both threads; jobs that can run side by side get one each."""
+    trace = tmp_path / "trace.jsonl"
+    t = {"trace": str(trace)}
+    chain = probe_plan({"a": ((), t), "b": (("a",), {**t, "sleep_s": 0.5}), "c": (("a",), {**t, "sleep_s": 0.5}),
+                        "d": (("b", "c"), t)}, name="chain")
+    side = probe_plan({"x": ((), {**t, "sleep_s": 0.5}), "y": ((), {**t, "sleep_s": 0.5})}, name="side")
+    for plan, want in ((chain, {"a": 2, "b": 1, "c": 1, "d": 2}), (side, {"x": 1, "y": 1})):
+        rt = make_runtime(tmp_path / plan.name, mlflow_uri, f"contract-threads-{plan.name}")
+        report, _ = _launch(_local(), plan, rt)
+        assert {o.state for o in report.outcomes.values()} == {"done"}, [o.error for o in report.outcomes.values()]
+        names = {j.id: j.spec.name for j in plan}
+        got = {names[e["job"]]: e["threads"] for e in _trace(trace) if e["event"] == "start" and e["job"] in names}
+        assert got == want
+
+
 def test_progress_reaches_the_driver(launcher: Any, tmp_path: Path, mlflow_uri: str) -> None:
     """The job's leader writes its steps into its folder; the driver's display reads them, on every backend."""
     from sweep.live import Watch

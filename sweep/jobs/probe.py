@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,10 +28,17 @@ if TYPE_CHECKING:
     from sweep.specs.jobs import ProbeSpec
 
 
+def _threads() -> int:
+    """The math threads this job got: torch's if a job imported it here, else what torch would start with."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else int(os.environ.get("OMP_NUM_THREADS", "0"))
+
+
 def _trace(path: str | None, event: str, job_id: str) -> None:
     if path:
         with open(path, "a") as f:  # O_APPEND: whole lines, even from several processes
-            f.write(json.dumps({"event": event, "job": job_id, "t": time.time(), "pid": os.getpid()}) + "\n")
+            f.write(json.dumps({"event": event, "job": job_id, "t": time.time(), "pid": os.getpid(),
+                                "threads": _threads()}) + "\n")
 
 
 def run(ctx: JobContext) -> dict[str, float]:
