@@ -93,7 +93,7 @@ def main() -> None:
 
     processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
     tok = tokenizer()
-    top = loader_workers({"loader_workers": args.max_workers})
+    top = loader_workers(args.max_workers)
     print(f"{args.samples} images 640x480 -> 336x336, micro batch {args.micro}, simulated step {args.step_ms:.0f} ms, "
           f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} CPUs (workers up to {top})")
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:

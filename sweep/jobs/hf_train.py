@@ -42,7 +42,6 @@ from sweep.jobs.context import JobContext
 
 if TYPE_CHECKING:
     from sweep.specs.jobs import HFTrainSpec
-    from sweep.specs.train import LlavaStage
 
 
 
@@ -74,9 +73,9 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def loader_workers(stage: LlavaStage) -> int:
-    """``loader_workers``, leaving the training loop at least one CPU."""
-    return max(0, min(stage.loader_workers, _cpus() - 1))
+def loader_workers(requested: int) -> int:
+    """``loader_workers`` as asked for, leaving the training loop at least one CPU."""
+    return max(0, min(requested, _cpus() - 1))
 
 
 @contextlib.contextmanager
@@ -172,7 +171,7 @@ def run(ctx: JobContext) -> dict[str, float]:
 
     files = getattr(spec.data, stage.data)
     root = Path(spec.data.root).expanduser()
-    workers = loader_workers(stage)
+    workers = loader_workers(stage.loader_workers)
     ds = LlavaDataset(root / files.json, root / files.images, vlm.tokenizer, style=stage.text_style,  # type: ignore[arg-type]
                       max_length=stage.max_length, visual_tokens=vlm.visual_tokens,
                       image_transform=vlm.image_transform() if workers else None)
