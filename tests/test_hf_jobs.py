@@ -186,3 +186,16 @@ def test_a_micro_batch_whose_answers_were_cut_off_has_a_zero_loss(tiny: dict[str
     assert float(loss) == 0.0
     loss.backward()
     assert all(p.grad is not None and float(p.grad.abs().sum()) == 0.0 for p in params if p.requires_grad)
+
+
+def test_the_loader_benchmark_runs_the_real_data_path(tmp_path: Path) -> None:
+    """``make bench``'s loader script end to end on a few images (it once broke on the typed stage)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "bench" / "bench_loader.py"), "--samples", "8", "--max-workers", "1",
+                          "--step-ms", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split("|") for line in out.stdout.splitlines() if line.startswith("| 0 ") or line.startswith("| 1 ")]
+    assert rows and all(float(r[2]) > 0 for r in rows), out.stdout
