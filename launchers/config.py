@@ -43,7 +43,8 @@ class LocalConfig(LauncherConfig):
     name: str = incidental("local")
     # Concurrent jobs.
     workers: int = incidental(2, check=at_least(1))
-    # torch threads per worker (workers x threads should not exceed the cores).
+    # torch threads per worker (workers x threads should not exceed the cores); a job that every
+    # remaining job waits on, started alone, gets all workers' threads.
     threads_per_worker: int = incidental(1, check=at_least(1))
 
 

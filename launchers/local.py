@@ -15,6 +15,10 @@ ends ``interrupted``. A second one kills the workers' groups (job and ranks) at
 once; their jobs are recorded ``interrupted`` too. A worker whose driver is gone
 (``kill -9`` of the driver) stops its job the same way and exits.
 
+Threads: each job gets ``threads_per_worker``, except one started while nothing else
+runs and that every job still to run waits on (the features job of the mini study):
+it gets every slot's threads, since no other job can start before it ends.
+
 On a GPU machine each job gets whole GPUs of its own (``GpuPool``): a job that needs
 more than are free waits while smaller ready jobs go first, and its ranks run on the
 ids it was given.
@@ -208,8 +212,8 @@ class LocalLauncher:
         submitted: set[str] = set()
 
         def threads_for(job: Job) -> int:
-            """A job that runs alone, with every job still to run waiting on it (the features job
-            first, a last straggler), gets the idle slots' threads too; the others one slot's."""
+            """A job started alone, with every job still to run downstream of it (the mini study's
+            features job, a run's last job), gets the idle slots' threads too; the others one slot's."""
             rest = set(todo) - submitted - {job.id}
             alone = not busy and rest <= {j.id for j in plan.dependents(job.id)}
             return self.cfg.threads_per_worker * (slots if alone else 1)

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from sweep.specs.jobs import HFTrainSpec
 
 
-
 class MicroBatches:
     """This rank's micro batches (lists of sample indices), step after step from ``start``: a ``batch_sampler``."""
 
