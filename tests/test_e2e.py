@@ -7,11 +7,13 @@ a re-run that must start nothing and finish in seconds.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY_MINI, sweep_cli
+from helpers import TINY_MINI, sweep_cli, sweep_env
 
 TINY = [*TINY_MINI, "grid.visual_tokens=[1,4]"]
 
@@ -70,3 +72,11 @@ def test_mini_study_end_to_end_then_noop_rerun(tmp_path: Path) -> None:
     status = sweep_cli("status", "--json", *TINY, cwd=tmp_path, timeout=900)
     rows = json.loads(status.stdout)["jobs"]
     assert {r["status"] for r in rows} == {"done"} and len(rows) == 9
+
+    # The compressor probe (bench/compressor_probe.py) reads the same features job, both ways.
+    probe = [sys.executable, str(Path(__file__).resolve().parents[1] / "bench" / "compressor_probe.py"), "--steps", "4"]
+    for extra, marker in (([], "step 4: loss"), (["--direct"], "4 steps: loss")):
+        out = subprocess.run([*probe, *extra, *TINY], cwd=tmp_path, env=sweep_env(tmp_path), capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.count(marker) == 4, out.stdout  # one line per cell (xs, s x V = 1, 4)
