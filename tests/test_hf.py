@@ -6,7 +6,6 @@ Run: ``.venv/bin/pytest tests/test_hf.py -q``
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from helpers import conf_with_tiny_paths, save_tiny_clip
+from helpers import conf_with_tiny_paths, save_tiny_clip, sweep_cli
 from sweep.models import hf
 from sweep.specs.models import HFLLM, ClipVision, MiniLLM
 
@@ -106,18 +105,13 @@ def test_missing_models_reports_hub_ids_not_local_dirs(tiny_dirs: dict[str, Path
     assert hf.missing_models(cfg, _Plan("a")) == [str(tiny_dirs["llm"])]
 
 
-def sweep(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
-
-
 def test_plan_and_run_report_missing_models(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     env = {"SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf_with_tiny_paths(tmp_path, tiny_dirs))}
-    plan = sweep("plan", "+grid=paper", "grid.llm=[qwen15-0p5b,qwen15-1p8b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
+    plan = sweep_cli("plan", "+grid=paper", "grid.llm=[qwen15-0p5b,qwen15-1p8b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
     assert plan.returncode == 0, plan.stderr
     note = plan.stdout.split("not in the local Hugging Face cache:")[1].splitlines()[0]
     assert "Qwen/Qwen1.5-1.8B" in note and "0.5B" not in note and str(tiny_dirs["llm"]) not in note and "clip" not in note
-    run = sweep("+grid=paper", "grid.llm=[qwen15-1p8b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
+    run = sweep_cli("+grid=paper", "grid.llm=[qwen15-1p8b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
     assert run.returncode == 2
     assert "GPUs" in run.stderr and "Qwen/Qwen1.5-1.8B" in run.stderr and "python -m sweep prefetch +grid=paper" in run.stderr
     assert not (tmp_path / "out").exists()
@@ -125,13 +119,13 @@ def test_plan_and_run_report_missing_models(tiny_dirs: dict[str, Path], tmp_path
 
 def test_prefetch_all_present_and_offline_error(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     env = {"SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf_with_tiny_paths(tmp_path, tiny_dirs))}
-    ok = sweep("prefetch", "+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
+    ok = sweep_cli("prefetch", "+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
     assert ok.returncode == 0, ok.stderr
     assert "nothing to do: all 2 models the plan needs are present" in ok.stdout
-    mini = sweep("prefetch", cwd=tmp_path, env=env)
+    mini = sweep_cli("prefetch", cwd=tmp_path, env=env)
     assert mini.returncode == 0 and "needs no Hugging Face models" in mini.stdout
     # HF_HUB_OFFLINE=1 (set by the fixture): a missing hub id is an error before any download is tried.
-    bad = sweep("prefetch", "+grid=paper", "grid.llm=[qwen15-1p8b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
+    bad = sweep_cli("prefetch", "+grid=paper", "grid.llm=[qwen15-1p8b]", "grid.heldout_llm=[]", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "HF_HUB_OFFLINE" in bad.stderr and "Qwen/Qwen1.5-1.8B" in bad.stderr and "fix:" in bad.stderr
 
 

@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import pytest
 
+from helpers import sweep_cli
 from launchers.base import make_launcher
 from launchers.config import NAMES as LAUNCHER_NAMES
 from sweep.cli import load, main
@@ -108,8 +106,7 @@ def test_the_issue_commands_exit_2_from_the_shell(tmp_path: Path) -> None:
     commands = [["+grid=paper", "eval.families.reasoning=[gqa,popee]"], ["train.stages.0.trainable=connectr"],
                 ["launcher.workers=two"], ["+launcher.wrkers=3"]]
     for args in commands:
-        run = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "SWEEP_ROOT": str(tmp_path / "out")}, timeout=120)
+        run = sweep_cli(*args, cwd=tmp_path, env={"SWEEP_ROOT": str(tmp_path / "out")}, timeout=120)
         assert run.returncode == 2, run.stderr
         assert "Traceback" not in run.stderr and "fix:" in run.stderr and args[-1].lstrip("+").split("=")[0] in run.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()
