@@ -49,7 +49,9 @@ class Runtime:
     git_commit: str = "unknown"
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     lease_s: float = 120.0
-    threads: int = 0  # torch threads in the worker (the launcher also caps OMP_NUM_THREADS); 0 = default
+    # torch threads for the job (the launcher also caps OMP_NUM_THREADS); 0 = default. Like the CPU model, it can
+    # change floating-point sums in their last bits, so a rerun elsewhere matches to rounding, not bit for bit.
+    threads: int = 0
     tracking_retry_s: float = 120.0  # tracking.retry_s
     tracking_timeout_s: float = 30.0  # tracking.timeout_s
 
