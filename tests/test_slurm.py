@@ -28,6 +28,7 @@ from helpers import Recorder, make_runtime, probe_plan, sweep_cli
 from launchers.base import backend_states
 from launchers.slurm import SlurmLauncher
 from sweep.display import plan_rows
+from sweep.progress import PROGRESS_FILE
 from sweep.store import Store
 
 pytest_plugins = ["harness.slurm"]
@@ -93,8 +94,16 @@ def test_preempted_training_resumes_from_its_checkpoint(slurm_env: Any, tmp_path
     rt = make_runtime(tmp_path / "store", mlflow_uri, "slurm-preempt")
     store = Store(rt.store_root)
     launcher(max_requeues=2).launch(plan, [job.id], rt, Recorder())
-    wait_for(lambda: store.state(job.id).state == "running", 60, "the job to start")
-    time.sleep(5)  # a few steps in
+    progress = store.job_dir(job.id) / PROGRESS_FILE
+
+    def steps_done() -> int:
+        try:
+            return int(json.loads(progress.read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    # A few steps in (not a fixed sleep: on a loaded machine the job may take seconds to reach its first step).
+    wait_for(lambda: steps_done() >= 3, 90, "the job to make its first steps")
     # Real preemption: a job in the higher-priority partition needs both cores.
     slurm_env.run("sbatch", "--partition=high", "--cpus-per-task=2", "--time=1", "--output=/dev/null", "--wrap=sleep 1")
     wait_for(lambda: store.is_done(job.id), 150, "the preempted job to be requeued and finish")
