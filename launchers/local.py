@@ -214,8 +214,10 @@ class LocalLauncher:
         def threads_for(job: Job) -> int:
             """A job started alone, with every job still to run downstream of it (the mini study's
             features job, a run's last job), gets the idle slots' threads too; the others one slot's."""
+            if busy or slots == 1:
+                return self.cfg.threads_per_worker
             rest = set(todo) - submitted - {job.id}
-            alone = not busy and rest <= {j.id for j in plan.dependents(job.id)}
+            alone = rest <= {j.id for j in plan.dependents(job.id)}
             return self.cfg.threads_per_worker * (slots if alone else 1)
 
         def submit(job: Job) -> int:

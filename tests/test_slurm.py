@@ -28,7 +28,7 @@ from helpers import Recorder, make_runtime, probe_plan, sweep_cli
 from launchers.base import backend_states
 from launchers.slurm import SlurmLauncher
 from sweep.display import plan_rows
-from sweep.progress import PROGRESS_FILE
+from sweep.progress import read_progress
 from sweep.store import Store
 
 pytest_plugins = ["harness.slurm"]
@@ -94,13 +94,9 @@ def test_preempted_training_resumes_from_its_checkpoint(slurm_env: Any, tmp_path
     rt = make_runtime(tmp_path / "store", mlflow_uri, "slurm-preempt")
     store = Store(rt.store_root)
     launcher(max_requeues=2).launch(plan, [job.id], rt, Recorder())
-    progress = store.job_dir(job.id) / PROGRESS_FILE
-
     def steps_done() -> int:
-        try:
-            return int(json.loads(progress.read_text())["step"])
-        except (OSError, ValueError, KeyError):
-            return 0
+        progress = read_progress(store.job_dir(job.id))
+        return progress.step if progress else 0
 
     # A few steps in (not a fixed sleep: on a loaded machine the job may take seconds to reach its first step).
     wait_for(lambda: steps_done() >= 3, 90, "the job to make its first steps")
