@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
@@ -124,10 +125,53 @@ class Progress:
         self.emit(f"[{self.done:>3}/{self.total}] {outcome.state:<6} {job.label} {took} {detail}".rstrip())
 
 
-def error_grids(plan: Plan, store: Store) -> dict[tuple[str, str], tuple[list[str], list[int], dict[tuple[str, int], float]]]:
-    """(family, compressor) -> (LLMs, Vs, mean error over seeds per (LLM, V)), from the eval jobs' done records."""
-    results: dict[tuple[str, str], dict[tuple[str, int], list[float]]] = {}
-    llms: list[str] = []
+@dataclass(frozen=True)
+class ErrorGrid:
+    """One family's eval errors as a table: ``rows`` x V, one table per value of the other axis.
+
+    With one compressor the rows are the LLMs (one table per compressor); with several the
+    rows are the compressors, one table per LLM, so compressors are compared side by side.
+    ``cells`` holds each cell's errors, one per seed.
+    """
+
+    family: str
+    fixed: str  # "compressor avgpool" or "LLM sm"
+    row_axis: str  # "LLM" or "compressor"
+    rows: list[str]
+    vs: list[int]
+    cells: dict[tuple[str, int], list[float]]
+
+    @property
+    def title(self) -> str:
+        """What the table holds, and how its cells summarise the seeds."""
+        several = any(len(v) > 1 for v in self.cells.values())
+        return f"error, {self.family}, {self.fixed} ({'mean +- sd over seeds' if several else 'mean over seeds'})"
+
+    def cell(self, row: str, v: int) -> str:
+        """``0.123``, or ``0.123 +- 0.045`` for several seeds (sd with ddof 1); empty when missing."""
+        values = self.cells.get((row, v))
+        if not values:
+            return ""
+        mean = sum(values) / len(values)
+        if len(values) == 1:
+            return f"{mean:.3f}"
+        sd = (sum((x - mean) ** 2 for x in values) / (len(values) - 1)) ** 0.5
+        return f"{mean:.3f} +- {sd:.3f}"
+
+    def header(self) -> list[str]:
+        """``LLM \\ V`` (or ``compressor \\ V``), then the Vs."""
+        return [f"{self.row_axis} \\ V", *map(str, self.vs)]
+
+    def body(self) -> list[list[str]]:
+        """One row per ``rows`` entry: its label, then a cell per V."""
+        return [[row, *(self.cell(row, v) for v in self.vs)] for row in self.rows]
+
+
+def error_grids(plan: Plan, store: Store) -> list[ErrorGrid]:
+    """The eval jobs' errors per family as ``ErrorGrid`` tables, from their done records."""
+    by_compressor = len({job.cell.compressor for job in plan if job.role == "eval" and job.cell is not None}) > 1
+    found: dict[tuple[str, str], dict[tuple[str, int], list[float]]] = {}
+    rows: dict[str, list[str]] = {}
     vs: list[int] = []
     for job in plan:
         if job.role != "eval" or job.cell is None:
@@ -136,18 +180,17 @@ def error_grids(plan: Plan, store: Store) -> dict[tuple[str, str], tuple[list[st
         if not record:
             continue
         c = job.cell
-        llms += [c.llm] if c.llm not in llms else []
+        fixed, row = (f"LLM {c.llm}", c.compressor) if by_compressor else (f"compressor {c.compressor}", c.llm)
+        seen = rows.setdefault(fixed, [])
+        seen += [row] if row not in seen else []
         vs += [c.visual_tokens] if c.visual_tokens not in vs else []
         for key, value in record["metrics"].items():
             if key.startswith("error/"):
-                results.setdefault((key[len("error/"):], c.compressor), {}).setdefault((c.llm, c.visual_tokens), []).append(value)
-    return {key: (llms, vs, {cell: sum(v) / len(v) for cell, v in grid.items()}) for key, grid in sorted(results.items())}
+                found.setdefault((key[len("error/"):], fixed), {}).setdefault((row, c.visual_tokens), []).append(value)
+    axis = "compressor" if by_compressor else "LLM"
+    return [ErrorGrid(family, fixed, axis, rows[fixed], vs, cells) for (family, fixed), cells in sorted(found.items())]
 
 
 def error_tables(plan: Plan, store: Store) -> str:
-    """Eval error per family as LLM x V tables (one per family and compressor), from the done records."""
-    out = []
-    for (family, comp), (llms, vs, grid) in error_grids(plan, store).items():
-        rows = [[llm] + [f"{grid[(llm, v)]:.3f}" if (llm, v) in grid else "" for v in vs] for llm in llms]
-        out.append(f"error, {family}, {comp} (mean over seeds)\n" + table(rows, ["LLM \\ V"] + [str(v) for v in vs]))
-    return "\n\n".join(out)
+    """Eval error per family as plain-text tables (see ``ErrorGrid``), from the done records."""
+    return "\n\n".join(f"{g.title}\n" + table(g.body(), g.header()) for g in error_grids(plan, store))

@@ -208,10 +208,9 @@ def render(cfg: Any, plan: Any, store: Any, fit_dir: Path, rows: Sequence[Mappin
     grids = error_grids(plan, store)
     if not grids:
         parts.append("<p>No eval job has finished yet.</p>")
-    for (family, comp), (llms, vs, grid) in grids.items():
-        parts.append(f"<h3>{html.escape(family)}, compressor {html.escape(comp)} (1 - accuracy, mean over seeds)</h3>")
-        parts.append(table_html(["LLM \\ V", *vs], [[llm, *(f"{grid[(llm, v)]:.3f}" if (llm, v) in grid else "" for v in vs)]
-                                                   for llm in llms]))
+    for grid in grids:
+        parts.append(f"<h3>{html.escape(grid.title.removeprefix('error, '))}, 1 - accuracy</h3>")
+        parts.append(table_html(grid.header(), grid.body()))
 
     # Without this plan's fit, the folder may hold an older fit of another grid: it is not shown.
     summary, frontier = (_read(fit_dir / "summary.md"), _read(fit_dir / "frontier.md")) if rows else ("", "")
