@@ -142,10 +142,14 @@ class ErrorGrid:
     cells: dict[tuple[str, int], list[float]]
 
     @property
+    def summary(self) -> str:
+        """How the cells summarise their seeds."""
+        return "mean +- sd over seeds" if any(len(v) > 1 for v in self.cells.values()) else "mean over seeds"
+
+    @property
     def title(self) -> str:
-        """What the table holds, and how its cells summarise the seeds."""
-        several = any(len(v) > 1 for v in self.cells.values())
-        return f"error, {self.family}, {self.fixed} ({'mean +- sd over seeds' if several else 'mean over seeds'})"
+        """What the table holds: ``error, <family>, <fixed axis> (<summary>)``."""
+        return f"error, {self.family}, {self.fixed} ({self.summary})"
 
     def cell(self, row: str, v: int) -> str:
         """``0.123``, or ``0.123 +- 0.045`` for several seeds (sd with ddof 1); empty when missing."""

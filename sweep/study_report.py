@@ -209,7 +209,7 @@ def render(cfg: Any, plan: Any, store: Any, fit_dir: Path, rows: Sequence[Mappin
     if not grids:
         parts.append("<p>No eval job has finished yet.</p>")
     for grid in grids:
-        parts.append(f"<h3>{html.escape(grid.title.removeprefix('error, '))}, 1 - accuracy</h3>")
+        parts.append(f"<h3>{html.escape(grid.family)}, {html.escape(grid.fixed)} (1 - accuracy, {grid.summary})</h3>")
         parts.append(table_html(grid.header(), grid.body()))
 
     # Without this plan's fit, the folder may hold an older fit of another grid: it is not shown.
