@@ -215,8 +215,10 @@ class DagExecutor:
         attempts: dict[str, int] = {}
         running: dict[Any, Job] = {}
         waiting: dict[str, float] = {}  # busy elsewhere: job id -> next poll time
-        # Costliest ready job first (by the plan's FLOPs estimate): the longest jobs do not trail at the end.
-        pending = sorted(self.todo, key=lambda j: -j.flops)
+        # A ready eval first, so each cell's results reach the store and MLflow as soon as it is trained
+        # (evals are short next to training), not all at the end; then the costliest ready job (by the
+        # plan's FLOPs estimate), so the longest jobs do not trail at the end.
+        pending = sorted(self.todo, key=lambda j: (j.role != "eval", -j.flops))
 
         def state_of(dep: str) -> str | None:
             if dep in finished:

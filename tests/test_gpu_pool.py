@@ -53,3 +53,35 @@ def test_jobs_get_disjoint_gpus_and_wait_for_free_ones(tmp_path: Path) -> None:
 def test_cpu_only_plans_get_an_empty_gpu_pool() -> None:
     plan = probe_plan({"a": ((), {})})
     assert GpuPool.for_jobs(list(plan)).free == []
+
+
+def test_a_cells_eval_runs_as_soon_as_its_training_ends(tmp_path: Path, monkeypatch) -> None:
+    """On the mini plan with two slots: trains go costliest first, and the slot a train frees goes to its eval."""
+    from sweep.cli import load
+
+    monkeypatch.setenv("SWEEP_ROOT", str(tmp_path / "out"))
+    _, plan = load([])
+    started: list[Any] = []
+    events: list[tuple[str, Any]] = []
+
+    def submit(job: Any) -> int:
+        started.append(job)
+        events.append(("start", job))
+        return len(started) - 1
+
+    def wait(handles: list[int], timeout: float) -> list[tuple[int, Outcome]]:
+        first = min(handles)  # the oldest job ends first
+        events.append(("end", started[first]))
+        return [(first, Outcome(started[first].id, "done"))]
+
+    report = DagExecutor(plan, [j.id for j in plan], Store(tmp_path / "store"), 1, Recorder(), poll_s=0.01,
+                         max_in_flight=2).run(submit, wait)
+    assert {o.state for o in report.outcomes.values()} == {"done"} and len(started) == len(plan)
+    ends = [i for i, (what, job) in enumerate(events) if what == "end" and job.role == "train"]
+    assert len(ends) == len(plan.cells)
+    for i in ends:
+        train = events[i][1]
+        what, nxt = events[i + 1]
+        assert what == "start" and nxt.role == "eval" and nxt.upstream["train"] == train.id, (train.label, nxt.label)
+    trains = [j for j in started if j.role == "train"]
+    assert [j.flops for j in trains] == sorted((j.flops for j in trains), reverse=True)
