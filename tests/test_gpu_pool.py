@@ -1,4 +1,4 @@
-"""The local launcher's GPU placement and the DAG executor's ``fits`` hook, without GPUs: pure scheduling."""
+"""The local launcher's GPU placement, the DAG executor's ``fits`` hook and its start order, without GPUs: pure scheduling."""
 
 from __future__ import annotations
 
