@@ -122,3 +122,6 @@ def test_validate_checks_observations_built_in_code():
             validate([*good, bad])
     with pytest.raises(SweepError, match="fewer than the 4 parameters"):
         validate(good[:3] + [Observation("vqa", 7e9, 1, 0.3, heldout=True)])
+    # The compressor study's shape: one LLM, three V. The error says so and what to read instead.
+    with pytest.raises(SweepError, match=r"one LLM size \(N = 1\.8e\+09\).*\n.*error tables.*grid\.llm"):
+        validate([Observation("vqa", 1.8e9, v, 0.3) for v in (1, 4, 16)])
