@@ -12,8 +12,14 @@ read from the V compressed tokens without an LLM. It tells "the compressor
 cannot carry the letters" apart from "the letters do not get learnt through the
 LLM".
 
+``--pretrained-llm STEPS`` tries the paper's two-stage recipe against an LLM that already
+reads visual tokens: the grid's avgpool cell is trained first, then each other
+compressor's connector is trained STEPS steps against that cell's LLM, frozen, and
+then everything trains ``--steps`` steps.
+
     python bench/compressor_probe.py 'grid.compressor=[avgpool,tokenpacker]' grid.llm=[sm] grid.visual_tokens=[16]
     python bench/compressor_probe.py --direct --steps 400 'grid.compressor=[avgpool,pixelshuffle]' ...
+    python bench/compressor_probe.py --pretrained-llm 400 'grid.compressor=[avgpool,tokenpacker]' ...
 """
 
 from __future__ import annotations
@@ -53,12 +59,11 @@ def accuracies(model: Any, test: common.Cache, pad: int, per_type: int = 300) ->
     return out
 
 
-def through_llm(spec: Any, meta: dict[str, Any], train: common.Cache, test: common.Cache, steps: int) -> None:
-    pad = int(meta["pad"])
-    common.set_seed(spec.cell.seed)
-    model = build_cell_model(spec, meta)
+def train_for(model: Any, params: list[nn.Parameter], spec: Any, train: common.Cache, test: common.Cache, pad: int,
+              steps: int, what: str) -> None:
+    """``steps`` AdamW steps of ``params`` (the rest stays as it is) at the stage's lr; accuracies four times along the way."""
     stage = spec.stage
-    opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, betas=tuple(stage.betas), weight_decay=stage.weight_decay)
+    opt = torch.optim.AdamW(params, lr=stage.lr, betas=tuple(stage.betas), weight_decay=stage.weight_decay)
     t0 = time.perf_counter()
     for i in range(steps):
         model.train()
@@ -67,12 +72,29 @@ def through_llm(spec: Any, meta: dict[str, Any], train: common.Cache, test: comm
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if stage.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
+            nn.utils.clip_grad_norm_(params, stage.grad_clip)
         opt.step()
         if (i + 1) % max(1, steps // 4) == 0 or i + 1 == steps:
             model.eval()
-            print(f"  step {i + 1}: loss {float(loss.detach()):.3f} accuracy {accuracies(model, test, pad)} "
+            print(f"  {what} step {i + 1}: loss {float(loss.detach()):.3f} accuracy {accuracies(model, test, pad)} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def through_llm(spec: Any, meta: dict[str, Any], train: common.Cache, test: common.Cache, steps: int,
+                llm: nn.Module | None = None, frozen_steps: int = 0) -> Any:
+    """The cell's VLM trained ``steps`` steps; with ``llm`` (a trained LLM), the connector is first trained
+    ``frozen_steps`` steps against it, frozen (the paper's stage 1), then everything (stage 2)."""
+    pad = int(meta["pad"])
+    common.set_seed(spec.cell.seed)
+    model = build_cell_model(spec, meta)
+    if llm is not None:
+        model.llm.load_state_dict(llm.state_dict())
+        connector = [*model.compressor.parameters(), *model.projector.parameters()]
+        model.llm.requires_grad_(False)
+        train_for(model, connector, spec, train, test, pad, frozen_steps, "stage 1 (LLM frozen)")
+        model.llm.requires_grad_(True)
+    train_for(model, list(model.parameters()), spec, train, test, pad, steps, "all" if llm is None else "stage 2 (all)")
+    return model
 
 
 def direct(spec: Any, meta: dict[str, Any], train: common.Cache, test: common.Cache, steps: int) -> None:
@@ -118,6 +140,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--direct", action="store_true", help="compressor + MLP head on the word's letters, no LLM")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pretrained-llm", type=int, default=0, metavar="STEPS",
+                        help="the paper's two stages, against an LLM that already reads tokens: the same cell with avgpool "
+                             "is trained first; its LLM, frozen, trains each other compressor's connector for STEPS steps "
+                             "(stage 1), then everything trains --steps steps (stage 2). Needs avgpool in grid.compressor")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for python -m sweep")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,11 +161,20 @@ def main() -> None:
                  "(its features job is enough)")
     train, meta = common.load_cache(folder, "train")
     test, _ = common.load_cache(folder, "test")
-    for job in plan:
-        if job.role != "train" or getattr(job.spec, "stage_index", 0) != 0:
-            continue
+    cells = [j for j in plan if j.role == "train" and getattr(j.spec, "stage_index", 0) == 0]
+    if args.pretrained_llm and not any(j.spec.cell.compressor == "avgpool" for j in cells):
+        sys.exit("error: --pretrained-llm: the grid has no avgpool cell to train the LLM with\n  fix: add avgpool to grid.compressor")
+    readers: dict[tuple[Any, ...], nn.Module] = {}  # (llm, V, seed) -> the avgpool cell's trained LLM
+    for job in sorted(cells, key=lambda j: j.spec.cell.compressor != "avgpool"):
+        c = job.spec.cell
         print(f"{job.label} ({'direct letters' if args.direct else 'through the LLM'}, {args.steps} steps)", flush=True)
-        (direct if args.direct else through_llm)(job.spec, meta, train, test, args.steps)
+        if args.direct:
+            direct(job.spec, meta, train, test, args.steps)
+        elif args.pretrained_llm and c.compressor != "avgpool":
+            through_llm(job.spec, meta, train, test, args.steps, readers[(c.llm, c.visual_tokens, c.seed)], args.pretrained_llm)
+        else:
+            model = through_llm(job.spec, meta, train, test, args.steps)
+            readers[(c.llm, c.visual_tokens, c.seed)] = model.llm
 
 
 if __name__ == "__main__":
