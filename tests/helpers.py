@@ -20,18 +20,23 @@ TINY_MINI = [
 ]
 
 
-def sweep_env(cwd: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a CLI run in ``cwd``: outputs in cwd/outputs, MLflow's default store in cwd, ``env`` laid over."""
-    full = {**os.environ, "SWEEP_ROOT": str(cwd / "outputs")}
-    full.pop("MLFLOW_TRACKING_URI", None)
+def sweep_env(cwd: Path, env: Mapping[str, str] | None = None, drop: Sequence[str] = (), inherit: bool = True) -> dict[str, str]:
+    """The environment of a CLI run in ``cwd``: outputs in cwd/outputs, MLflow's default store in cwd, ``env`` laid over.
+
+    ``drop``: variables of this process's environment to leave out; ``inherit=False``: start from nothing but ``env``.
+    """
+    full = {**(os.environ if inherit else {}), "SWEEP_ROOT": str(cwd / "outputs")}
+    for key in ("MLFLOW_TRACKING_URI", *drop):
+        full.pop(key, None)
     full.update(env or {})
     return full
 
 
-def sweep_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def sweep_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 300, drop: Sequence[str] = (),
+              inherit: bool = True) -> subprocess.CompletedProcess:
     """``python -m sweep ARGS`` in ``cwd`` as a user runs it (``sweep_env``); stdout and stderr captured as text."""
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=sweep_env(cwd, env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=sweep_env(cwd, env, drop, inherit),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def start_sweep(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:

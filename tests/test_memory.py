@@ -10,12 +10,11 @@ Run: ``.venv/bin/pytest tests/test_memory.py -q``
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import sweep_cli
 
 from sweep import memory
 from sweep.cli import load
@@ -151,12 +150,10 @@ def test_a_class_too_small_is_refused_with_fixes_that_fit() -> None:
 
 def test_the_cli_refuses_before_anything_runs_and_plan_shows_the_column(tmp_path: Path) -> None:
     env = {"SWEEP_ROOT": str(tmp_path / "out"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    run = subprocess.run([sys.executable, "-m", "sweep", "+grid=paper", "resources.gpu4.gpu_mem_gb=8"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = sweep_cli("+grid=paper", "resources.gpu4.gpu_mem_gb=8", cwd=REPO, env=env, inherit=False)
     assert run.returncode == 2 and "error: resources.gpu4.gpu_mem_gb:" in run.stderr and "fix: any of:" in run.stderr
     assert not (tmp_path / "out" / "jobs").exists()
-    shown = subprocess.run([sys.executable, "-m", "sweep", "plan", "+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]"],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    shown = sweep_cli("plan", "+grid=paper", "grid.llm=[qwen15-0p5b]", "grid.heldout_llm=[]", cwd=REPO, env=env, inherit=False)
     assert shown.returncode == 0 and "GB/GPU need/has" in shown.stdout and "/80" in shown.stdout
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -48,7 +47,7 @@ import pytest
 import torch
 
 from helpers import (COLORS, bench_eval_yaml, conf_with_tiny_paths, llava_train_yaml, paper_cli_args, run_paper_cli,
-                     save_tiny_tokenizer, write_pope_textvqa)
+                     save_tiny_tokenizer, sweep_cli, write_pope_textvqa)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("hf_offline")]
 
@@ -127,12 +126,12 @@ def _available_gib() -> float:
 def _plan_rows(tmp_path: Path, real: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """``python -m sweep plan --json`` for the same config as the run: each job's memory estimate, by job id."""
     conf = conf_with_tiny_paths(tmp_path / "plan", real)
-    env = {**os.environ, "SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf), "HF_HUB_OFFLINE": "1",
+    env = {"SWEEP_ROOT": str(tmp_path / "out"), "SWEEP_CONFIG_DIR": str(conf), "HF_HUB_OFFLINE": "1",
            "SWEEP_DATA": str(real["data"]), "SWEEP_EVAL_DATA": str(real["eval"])}
     (conf / "train" / "paper.yaml").write_text(TRAIN_YAML)
     (conf / "eval" / "paper.yaml").write_text(EVAL_YAML)
     args = ["plan", "--json", *paper_cli_args(OVERRIDES)]  # the very overrides of the run: the same job ids
-    out = subprocess.run([sys.executable, "-m", "sweep", *args], env=env, capture_output=True, text=True, timeout=300)
+    out = sweep_cli(*args, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return {row["id"]: row for row in map(json.loads, out.stdout.splitlines())}
 

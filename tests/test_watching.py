@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import sweep_cli, sweep_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,18 +37,15 @@ GRID = [
 LABELS = ["features", *(f"{role} {llm}-v{v}-avgpool-s0" for role in ("train", "eval") for llm in ("xs", "s") for v in (1, 4))]
 
 
-def _env(root: Path) -> dict[str, str]:
-    env = {**os.environ, "SWEEP_ROOT": str(root / "outputs"), "TERM": "xterm-256color", "COLUMNS": "150"}
-    for key in ("MLFLOW_TRACKING_URI", "CI", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
-        env.pop(key, None)  # rich reads some of these; the test is about the terminal itself
-    return env
+TERMINAL = {"TERM": "xterm-256color", "COLUMNS": "150"}
+NOT_INHERITED = ("CI", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")  # rich reads some of these; the test is about the terminal itself
 
 
 def run_in_terminal(args: list[str], cwd: Path, timeout_s: float = 900) -> tuple[int, str]:
     """``python -m sweep ARGS`` with a pseudo-terminal of 150 x 50 as stdout and stderr; (exit code, all it wrote)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 150, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "sweep", *args], cwd=cwd, env=_env(cwd), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", *args], cwd=cwd, env=sweep_env(cwd, TERMINAL, NOT_INHERITED), stdin=subprocess.DEVNULL,
                             stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     chunks: list[bytes] = []
@@ -68,8 +66,7 @@ def run_in_terminal(args: list[str], cwd: Path, timeout_s: float = 900) -> tuple
 
 
 def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=_env(cwd), capture_output=True, text=True,
-                          timeout=900)
+    return sweep_cli(*args, cwd=cwd, env=TERMINAL, drop=NOT_INHERITED, timeout=900)
 
 
 @pytest.fixture(scope="module")
