@@ -161,7 +161,7 @@ def main() -> None:
                  "(its features job is enough)")
     train, meta = common.load_cache(folder, "train")
     test, _ = common.load_cache(folder, "test")
-    cells = [j for j in plan if j.role == "train" and getattr(j.spec, "stage_index", 0) == 0]
+    cells = [j for j in plan if j.role == "train" and j.cell is not None and getattr(j.spec, "stage_index", 0) == 0]
     if args.pretrained_llm and not any(j.spec.cell.compressor == "avgpool" for j in cells):
         sys.exit("error: --pretrained-llm: the grid has no avgpool cell to train the LLM with\n  fix: add avgpool to grid.compressor")
     readers: dict[tuple[Any, ...], nn.Module] = {}  # (llm, V, seed) -> the avgpool cell's trained LLM

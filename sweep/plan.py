@@ -1,6 +1,7 @@
 """The plan: the study's jobs as a DAG of frozen, typed, content-addressed specs (pure).
 
     features (shared, when the mini tower is pretrained here)
+        [-> LLM pretraining (per LLM size and seed, with train.llm_pretrain)]
         -> train stage 1 (per cell) -> train stage 2 ... -> eval (per cell)
 
 The planner chooses each job's kind, and so its body: cached-features training
@@ -28,6 +29,7 @@ from sweep.memory_check import refuse_oversized
 from sweep.specs.config import Config
 from sweep.specs.jobs import (BenchEvalSpec, CachedTrainSpec, Cell, FeaturesSpec, HFTrainSpec, JobSpec,
                               SyntheticEvalSpec, bench_runs)
+from sweep.specs.train import LlmPretrain
 
 MINI_TEXT_TOKENS = 12.0  # question + answer tokens per synthetic sample, for estimates
 
@@ -132,6 +134,11 @@ def build_plan(cfg: Config) -> Plan:
     benches = None if mini else bench_runs(cfg.eval)  # type: ignore[arg-type]
     stages = cfg.train.stages
 
+    pretrain = getattr(cfg.train, "llm_pretrain", None)
+    if pretrain is not None:
+        _check_pretrain(cfg, pretrain)
+    readers: dict[tuple[str, int], str] = {}  # (LLM, seed) -> its pretraining job
+
     for cell in cells:
         llm, comp = cfg.llm[cell.llm], cfg.compressor[cell.compressor]
         rclass = llm.resource_class
@@ -139,6 +146,13 @@ def build_plan(cfg: Config) -> Plan:
         gpus = int(res["gpus"]) * int(res["nodes"])
         ranks, device = memory.ranks_of(res), "cuda" if gpus else "cpu"
         upstream = dict(features)
+        if pretrain is not None:
+            key = (cell.llm, cell.seed)
+            if key not in readers:
+                job = _pretrain_job(cfg, pretrain, cell, features, rclass, res, measured.get(cell.llm))
+                jobs.append(job)
+                readers[key] = job.id
+            upstream["llm"] = readers[key]
         for i, stage in enumerate(stages):
             kind = "train" if mini else "hf_train"
             spec = (CachedTrainSpec(cell=cell, llm=llm, compressor=comp, stage=stage, stage_index=i) if mini else  # type: ignore[arg-type]
@@ -165,3 +179,37 @@ def build_plan(cfg: Config) -> Plan:
                         memory=memory.estimate_job(kind, espec, ranks, device, text_eval)))
     refuse_oversized(jobs, cfg.resources, text_eval)
     return Plan(name=cfg.sweep.name, jobs=tuple(jobs), cells=tuple(cells))
+
+
+def _check_pretrain(cfg: Config, pretrain: LlmPretrain) -> None:
+    """``train.llm_pretrain`` names a compressor of the catalogue that can produce its ``visual_tokens``."""
+    from sweep.models.compressors import valid_visual_tokens
+    from sweep.models.compressors.base import format_counts
+
+    if pretrain.compressor not in cfg.compressor:
+        raise SweepError("train.llm_pretrain.compressor", f"{pretrain.compressor!r} is not a compressor of the catalogue",
+                         f"use one of {', '.join(sorted(cfg.compressor))}")
+    valid = valid_visual_tokens(cfg.compressor[pretrain.compressor], cfg.vision.grid)
+    if pretrain.visual_tokens not in valid:
+        raise SweepError("train.llm_pretrain.visual_tokens",
+                         f"{pretrain.compressor!r} cannot produce V={pretrain.visual_tokens} from the "
+                         f"{cfg.vision.grid}x{cfg.vision.grid} patch grid; it can produce V in {format_counts(valid)}",
+                         "set train.llm_pretrain.visual_tokens to one of those")
+
+
+def _pretrain_job(cfg: Config, pretrain: LlmPretrain, cell: Cell, features: Mapping[str, str], rclass: str,
+                  res: dict[str, Any], mfu: float | None) -> Job:
+    """The job that trains ``cell``'s LLM (size and seed) from scratch with the pretraining compressor and V.
+
+    It belongs to no cell (``cell=None``): like the features job it is shared, by every cell of that LLM and seed.
+    """
+    at = Cell(llm=cell.llm, visual_tokens=pretrain.visual_tokens, compressor=pretrain.compressor, seed=cell.seed)
+    stage = pretrain.stage(f"llm_pretrain-{cell.llm}-s{cell.seed}")
+    llm = cfg.llm[cell.llm]
+    spec = CachedTrainSpec(cell=at, llm=llm, compressor=cfg.compressor[pretrain.compressor], stage=stage)  # type: ignore[arg-type]
+    flops = cost.train_flops(llm, stage, at.visual_tokens, MINI_TEXT_TOKENS, stage.samples(cfg.data), None)
+    gpus = int(res["gpus"]) * int(res["nodes"])
+    return Job(id=make_id("train", stage.name, spec, features), kind="train", spec=spec, upstream=dict(features),
+               resource_class=rclass, resources=res, flops=flops, mfu_measured=mfu is not None,
+               gpu_hours=cost.gpu_hours(flops, gpus, cfg.cost, mfu),
+               memory=memory.estimate_job("train", spec, memory.ranks_of(res), "cuda" if gpus else "cpu", MINI_TEXT_TOKENS))

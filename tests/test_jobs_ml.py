@@ -111,6 +111,22 @@ def test_second_stage_starts_from_the_first(tmp_path: Path, features_dir: Path) 
     assert metrics["train/params_trainable"] < sum(v.numel() for v in first.values())
 
 
+def test_a_cell_starts_from_its_pretrained_llm_with_a_fresh_connector(tmp_path: Path, features_dir: Path) -> None:
+    train.run(_train_ctx(tmp_path / "pretrain", features_dir, replace(STAGE, name="llm_pretrain-xs-s0", steps=60, lr=3e-3)))
+    logged: list[float] = []
+    align = replace(STAGE, name="align", steps=60, lr=3e-3, log_every=10, trainable="connector")
+    ctx = _train_ctx(tmp_path / "align", features_dir, align, log_metrics=lambda m, s: logged.append(m["train/loss"]))
+    ctx.upstream = {"features": features_dir, "llm": tmp_path / "pretrain"}
+    train.run(ctx)
+    pretrained = torch.load(tmp_path / "pretrain" / "model.pt")["state_dict"]
+    aligned = torch.load(tmp_path / "align" / "model.pt")["state_dict"]
+    llm_keys = [k for k in pretrained if k.startswith("llm.")]
+    assert llm_keys and all(torch.equal(pretrained[k], aligned[k]) for k in llm_keys)  # the pretrained LLM, kept frozen
+    connector = [k for k in aligned if not k.startswith("llm.")]
+    assert connector and all(not torch.equal(pretrained[k], aligned[k]) for k in connector)  # its own connector, trained
+    assert max(logged[-3:]) < 0.95 * logged[0], logged  # which learns to talk to the frozen LLM
+
+
 def test_eval_reports_the_fitters_metrics(tmp_path: Path, features_dir: Path) -> None:
     train.run(_train_ctx(tmp_path / "train", features_dir))
     conf = SyntheticEval.parse({**_conf("eval/mini.yaml"), "max_questions": 80}, "eval")

@@ -140,3 +140,36 @@ def test_unreadable_bench_file_names_the_field(tmp_path):
     with pytest.raises(SweepError) as err:
         plan_for("+grid=paper", f"cost.measured={tmp_path / 'missing.json'}")
     assert err.value.field == "cost.measured" and "make bench-gpu" in err.value.fix
+
+
+PRETRAIN = "train.llm_pretrain={steps: 50, batch_size: 16, lr: 1e-3}"
+
+
+def test_llm_pretraining_is_one_shared_job_per_llm_and_seed():
+    grid = ("grid.llm=[xs,s]", "grid.visual_tokens=[1,16]", "grid.compressor=[avgpool,tokenpacker]", "grid.seeds=[0,1]")
+    plain, pre = plan_for(*grid), plan_for(*grid, PRETRAIN)
+    readers = [j for j in pre if j.stage and j.stage.startswith("llm_pretrain")]
+    assert sorted(j.stage for j in readers) == [f"llm_pretrain-{m}-s{s}" for m in ("s", "xs") for s in (0, 1)]
+    assert all(j.cell is None and j.upstream.keys() == {"features"} for j in readers)  # shared, like features
+    by_id = {j.id: j for j in readers}
+    for job in pre:
+        if job.role == "train" and job.cell is not None:  # a cell's (only) stage starts from its LLM and seed's pretraining
+            reader = by_id[job.upstream["llm"]]
+            assert (reader.spec.cell.llm, reader.spec.cell.seed) == (job.cell.llm, job.cell.seed)
+            assert reader.spec.cell.compressor == "avgpool" and reader.spec.cell.visual_tokens == 16  # the defaults
+            assert [j.id for j in pre].index(reader.id) < [j.id for j in pre].index(job.id)
+    # Every cell's training and eval get new ids (they start elsewhere); without it nothing changes.
+    assert not {j.id for j in pre if j.cell is not None} & {j.id for j in plain}
+    assert [j.id for j in plan_for(*grid, "train.llm_pretrain=null")] == [j.id for j in plain]
+
+
+@pytest.mark.parametrize("override,field", [
+    ("train.llm_pretrain={steps: 50, batch_size: 16, lr: 1e-3, compressor: avgpol}", "train.llm_pretrain.compressor"),
+    ("train.llm_pretrain={steps: 50, batch_size: 16, lr: 1e-3, visual_tokens: 5}", "train.llm_pretrain.visual_tokens"),
+    ("train.llm_pretrain={steps: 0, batch_size: 16, lr: 1e-3}", "train.llm_pretrain.steps"),
+    ("train.llm_pretrain={batch_size: 16, lr: 1e-3}", "train.llm_pretrain.steps"),
+])
+def test_bad_llm_pretraining_names_the_field(override: str, field: str):
+    with pytest.raises(SweepError) as err:
+        plan_for(override)
+    assert err.value.field == field and err.value.fix

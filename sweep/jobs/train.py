@@ -2,7 +2,10 @@
 
 Spec: ``CachedTrainSpec`` (cell, llm, compressor, stage, stage_index). Upstream:
 ``features`` (the cached data set) and, for a later stage, ``train`` (the previous
-stage, whose ``model.pt`` is loaded). The loop is the shared one (``sweep.jobs.loop``).
+stage, whose ``model.pt`` is loaded); with ``train.llm_pretrain``, a cell's first
+stage has ``llm`` (its LLM size's pretraining job, whose LLM weights are loaded,
+the compressor and projector starting fresh). The loop is the shared one
+(``sweep.jobs.loop``).
 
 Deterministic by ``cell.seed``: the initialisation is seeded and each step's batch
 is a pure function of (seed, step), so a run resumed from a checkpoint ends with
@@ -86,6 +89,8 @@ def run(ctx: JobContext) -> dict[str, float]:
     model = build_cell_model(spec, meta)
     if "train" in ctx.upstream:
         model.load_state_dict(torch.load(model_path(ctx.upstream_dir("train")), weights_only=True)["state_dict"])
+    elif "llm" in ctx.upstream:
+        load_llm(model, ctx.upstream_dir("llm"))
     params = set_trainable(model, stage.trainable)
     loop = TrainLoop(ctx, stage, stage.steps, params, Single(model))
     data_seed = seed * 1000 + spec.stage_index  # different stages of one cell see different batch orders
@@ -110,6 +115,14 @@ def run(ctx: JobContext) -> dict[str, float]:
         "train/resumed_from_step": float(result.start),
         "train/params_trainable": float(sum(p.numel() for p in params)),
     }
+
+
+def load_llm(model: VLM, train_dir: Path) -> None:
+    """The LLM weights of the model a finished train job left (a pretrained LLM for a fresh connector)."""
+    import torch
+
+    state = torch.load(model_path(train_dir), weights_only=True)["state_dict"]
+    model.llm.load_state_dict({k.removeprefix("llm."): v for k, v in state.items() if k.startswith("llm.")})
 
 
 def model_path(train_dir: Path) -> Path:

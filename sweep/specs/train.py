@@ -10,11 +10,14 @@ logging and checkpoint cadence), with its defaults written once, here. A stage i
   Hugging Face VLM; ``epochs`` over a data split, a ``global_batch_size`` shared by
   the job's ranks, and how it is spread (``parallel``, ``micro_batch_size``, ...),
   which never changes its id.
+
+``LlmPretrain`` (``train.llm_pretrain``, mini only) trains each LLM size once before
+its cells, the counterpart of the paper's pretrained LLM.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from sweep.errors import SweepError
@@ -68,6 +71,29 @@ class CachedStage(Optim):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LlmPretrain(Optim):
+    """``train.llm_pretrain``: the mini study's counterpart of a pretrained LLM.
+
+    The paper trains every compressor's connector against the same pretrained LLM
+    (stage 1, LLM frozen), then everything (stage 2). The mini LLMs start from
+    scratch, so one job per LLM size and seed first trains that LLM with
+    ``compressor`` at ``visual_tokens``; every cell of the size and seed starts from
+    its LLM (a fresh compressor and projector), and a first stage with
+    ``trainable: connector`` aligns them to it.
+    """
+
+    compressor: str = semantic("avgpool", check=non_empty)
+    visual_tokens: int = semantic(16, check=positive)
+    steps: int = semantic(check=positive)
+    batch_size: int = semantic(check=positive)
+
+    def stage(self, name: str) -> CachedStage:
+        """The pretraining as the one stage of a train job (everything trains)."""
+        optim = {f.name: getattr(self, f.name) for f in fields(Optim)}
+        return CachedStage(name=name, steps=self.steps, batch_size=self.batch_size, trainable="all", **optim)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LlavaStage(Optim):
     """One LLaVA stage: stage 1 trains the connector on captions, stage 2 everything on conversations."""
 
@@ -107,6 +133,8 @@ class CachedTrain(Spec):
 
     kind: Literal["cached"] = semantic("cached")
     stages: tuple[CachedStage, ...] = semantic(check=non_empty)
+    # null: every cell's LLM starts from scratch; else its LLM starts from a pretraining job (LlmPretrain).
+    llm_pretrain: LlmPretrain | None = semantic(None)
 
     def check(self, where: str) -> None:
         _unique_names(self.stages, where)
