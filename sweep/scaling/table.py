@@ -152,7 +152,7 @@ def validate(observations: Sequence[Observation], source: str = "observations", 
             raise SweepError(
                 f"{source}: family {family}",
                 f"has {len(fitted)} fitted cell(s), fewer than the {MIN_POINTS} parameters of the law (A, alpha, beta, D)"
-                + (f"; they all have one LLM size (N = {fitted.pop()[0]:g}), so alpha could not be fitted either" if one_n else ""),
+                + (f"; they all have one LLM size (N = {next(iter(fitted))[0]:g}), so alpha could not be fitted either" if one_n else ""),
                 "a one-LLM study (such as +grid=compressors) is read from its error tables; to fit the law, add LLM sizes (grid.llm=[...])."
                 if one_n else f"add results for more (N, V) cells of {family}, at least {MIN_POINTS} not marked held-out, or drop the family.",
             )
