@@ -149,7 +149,11 @@ def build_plan(cfg: Config) -> Plan:
         if pretrain is not None:
             key = (cell.llm, cell.seed)
             if key not in readers:
-                job = _pretrain_job(cfg, pretrain, cell, features, rclass, res, measured.get(cell.llm))
+                at = Cell(llm=cell.llm, visual_tokens=pretrain.visual_tokens, compressor=pretrain.compressor, seed=cell.seed)
+                stage = pretrain.stage(f"llm_pretrain-{cell.llm}-s{cell.seed}")
+                spec = CachedTrainSpec(cell=at, llm=llm, compressor=cfg.compressor[pretrain.compressor], stage=stage)  # type: ignore[arg-type]
+                # It belongs to no cell (cell=None): like the features job, every cell of this LLM and seed shares it.
+                job = _train_job(cfg, "train", stage.name, spec, features, None, res, measured.get(cell.llm), text_train, text_eval, None)
                 jobs.append(job)
                 readers[key] = job.id
             upstream["llm"] = readers[key]
@@ -158,14 +162,10 @@ def build_plan(cfg: Config) -> Plan:
             spec = (CachedTrainSpec(cell=cell, llm=llm, compressor=comp, stage=stage, stage_index=i) if mini else  # type: ignore[arg-type]
                     HFTrainSpec(cell=cell, llm=llm, compressor=comp, vision=cfg.vision, data=cfg.data, stage=stage,  # type: ignore[arg-type]
                                 stage_index=i))
-            tid = make_id(kind, f"{cell.name}-{stage.name}" if len(stages) > 1 else cell.name, spec, upstream)
-            flops = cost.train_flops(llm, stage, cell.visual_tokens, text_train, stage.samples(cfg.data), tower)
-            mfu = measured.get(cell.llm)
-            jobs.append(Job(id=tid, kind=kind, spec=spec, upstream=upstream, cell=cell, resource_class=rclass,
-                            resources=res, flops=flops, mfu_measured=mfu is not None,
-                            gpu_hours=cost.gpu_hours(flops, gpus, cfg.cost, mfu),
-                            memory=memory.estimate_job(kind, spec, ranks, device, text_eval)))
-            upstream = {**features, "train": tid}
+            name = f"{cell.name}-{stage.name}" if len(stages) > 1 else cell.name
+            job = _train_job(cfg, kind, name, spec, upstream, cell, res, measured.get(cell.llm), text_train, text_eval, tower)
+            jobs.append(job)
+            upstream = {**features, "train": job.id}
         if mini:
             kind, espec = "eval", SyntheticEvalSpec(cell=cell, llm=llm, compressor=comp, eval=cfg.eval)  # type: ignore[arg-type]
         else:
@@ -197,19 +197,13 @@ def _check_pretrain(cfg: Config, pretrain: LlmPretrain) -> None:
                          "set train.llm_pretrain.visual_tokens to one of those")
 
 
-def _pretrain_job(cfg: Config, pretrain: LlmPretrain, cell: Cell, features: Mapping[str, str], rclass: str,
-                  res: dict[str, Any], mfu: float | None) -> Job:
-    """The job that trains ``cell``'s LLM (size and seed) from scratch with the pretraining compressor and V.
-
-    It belongs to no cell (``cell=None``): like the features job it is shared, by every cell of that LLM and seed.
-    """
-    at = Cell(llm=cell.llm, visual_tokens=pretrain.visual_tokens, compressor=pretrain.compressor, seed=cell.seed)
-    stage = pretrain.stage(f"llm_pretrain-{cell.llm}-s{cell.seed}")
-    llm = cfg.llm[cell.llm]
-    spec = CachedTrainSpec(cell=at, llm=llm, compressor=cfg.compressor[pretrain.compressor], stage=stage)  # type: ignore[arg-type]
-    flops = cost.train_flops(llm, stage, at.visual_tokens, MINI_TEXT_TOKENS, stage.samples(cfg.data), None)
+def _train_job(cfg: Config, kind: str, name: str, spec: CachedTrainSpec | HFTrainSpec, upstream: Mapping[str, str],
+               cell: Cell | None, res: dict[str, Any], mfu: float | None, text_train: float, text_eval: float, tower: Any) -> Job:
+    """One train job with its cost and memory estimates; ``cell`` None for a shared one (LLM pretraining)."""
+    stage, at = spec.stage, spec.cell
     gpus = int(res["gpus"]) * int(res["nodes"])
-    return Job(id=make_id("train", stage.name, spec, features), kind="train", spec=spec, upstream=dict(features),
-               resource_class=rclass, resources=res, flops=flops, mfu_measured=mfu is not None,
+    flops = cost.train_flops(spec.llm, stage, at.visual_tokens, text_train, stage.samples(cfg.data), tower)  # type: ignore[arg-type]
+    return Job(id=make_id(kind, name, spec, upstream), kind=kind, spec=spec, upstream=dict(upstream), cell=cell,
+               resource_class=spec.llm.resource_class, resources=res, flops=flops, mfu_measured=mfu is not None,
                gpu_hours=cost.gpu_hours(flops, gpus, cfg.cost, mfu),
-               memory=memory.estimate_job("train", spec, memory.ranks_of(res), "cuda" if gpus else "cpu", MINI_TEXT_TOKENS))
+               memory=memory.estimate_job(kind, spec, memory.ranks_of(res), "cuda" if gpus else "cpu", text_eval))
