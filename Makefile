@@ -45,6 +45,7 @@ bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_fit.py
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_adaptive.py
+	$(BIN)/python bench/bench_mini_step.py
 
 bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
 	$(BIN)/python bench/bench_gpu.py

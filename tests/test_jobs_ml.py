@@ -64,6 +64,20 @@ def test_features_job_writes_the_cache(features_dir: Path) -> None:
     assert (features_dir / common.TOWER_FILE).exists()
 
 
+def test_a_batch_holds_its_questions_images_and_levels_only_when_asked(features_dir: Path) -> None:
+    from sweep.jobs import common
+
+    cache, meta = common.load_cache(features_dir, "train")
+    idx = torch.tensor([5, 0, 17, 5, len(cache) - 1])
+    batch = train.make_batch(cache, idx, int(meta["pad"]))
+    rows = cache.image_index[idx]
+    assert torch.equal(batch["feats"], torch.stack([cache.feats[int(r)] for r in rows]))
+    assert torch.equal(batch["levels"], torch.stack([cache.levels[int(r)] for r in rows]))
+    assert torch.equal(batch["a_ids"][:, 0], cache.a_ids[idx, 0])
+    without = train.make_batch(cache, idx, int(meta["pad"]), levels=False)
+    assert without["levels"] is None and torch.equal(without["feats"], batch["feats"])
+
+
 def test_training_lowers_the_loss(tmp_path: Path, features_dir: Path) -> None:
     logged: list[tuple[int, float]] = []
     stage = replace(STAGE, steps=60, log_every=10, lr=3e-3)

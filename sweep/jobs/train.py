@@ -45,16 +45,22 @@ def build_cell_model(spec: CachedTrainSpec | SyntheticEvalSpec, meta: dict[str, 
     )
 
 
-def make_batch(cache: Cache, idx: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:
-    """Tensors for the questions ``idx``, with padding columns all rows share trimmed away."""
+def make_batch(cache: Cache, idx: torch.Tensor, pad_id: int, levels: bool = True) -> dict[str, torch.Tensor | None]:
+    """Tensors for the questions ``idx``, with padding columns all rows share trimmed away.
+
+    ``levels=False`` leaves the multi-level features out (None): a compressor that does
+    not read them (``needs_levels``) would only pay for gathering them.
+    """
     q_ids, a_ids = cache.q_ids[idx], cache.a_ids[idx]
     q_mask = (q_ids != pad_id).long()
     q_keep = int(q_mask.sum(1).max())
     a_keep = int((a_ids != pad_id).sum(1).max())
     img = cache.image_index[idx]
+    # index_select, not cache.feats[img]: the same rows, but advanced indexing of fp16
+    # tensors is about 15x slower on CPU (20% of a small cell's step; bench/bench_loader.py).
     return {
-        "feats": cache.feats[img],
-        "levels": cache.levels[img],
+        "feats": cache.feats.index_select(0, img),
+        "levels": cache.levels.index_select(0, img) if levels else None,
         "q_ids": q_ids[:, -q_keep:],
         "q_mask": q_mask[:, -q_keep:],
         "a_ids": a_ids[:, :a_keep],
@@ -94,9 +100,10 @@ def run(ctx: JobContext) -> dict[str, float]:
     params = set_trainable(model, stage.trainable)
     loop = TrainLoop(ctx, stage, stage.steps, params, Single(model))
     data_seed = seed * 1000 + spec.stage_index  # different stages of one cell see different batch orders
+    levels = model.compressor.needs_levels
 
     def step(i: int) -> float:
-        batch = make_batch(cache, common.batch_indices(len(cache), stage.batch_size, i, data_seed), pad_id)
+        batch = make_batch(cache, common.batch_indices(len(cache), stage.batch_size, i, data_seed), pad_id, levels)
         loss = model.loss(**batch, pad_id=pad_id)
         loss.backward()
         return float(loss.detach())
