@@ -56,8 +56,8 @@ def make_batch(cache: Cache, idx: torch.Tensor, pad_id: int, levels: bool = True
     q_keep = int(q_mask.sum(1).max())
     a_keep = int((a_ids != pad_id).sum(1).max())
     img = cache.image_index[idx]
-    # index_select, not cache.feats[img]: the same rows, but advanced indexing of fp16
-    # tensors is about 15x slower on CPU (20% of a small cell's step; bench/bench_loader.py).
+    # index_select, not cache.feats[img]: the same rows, but advanced indexing of the fp16
+    # cache is 3-5x slower on CPU (a fifth of a small cell's step; bench/bench_mini_step.py).
     return {
         "feats": cache.feats.index_select(0, img),
         "levels": cache.levels.index_select(0, img) if levels else None,
