@@ -193,16 +193,24 @@ def test_autocast_keeps_a_bf16_copy_of_every_weight_through_the_forward(checkpoi
 
     from sweep.jobs.peakmem import _status_bytes
 
+    import gc
+
     torch.manual_seed(0)
-    # 32 MiB bf16 casts: above glibc's largest mmap threshold, so each is fresh pages (RSS) however the heap was used.
-    layers = torch.nn.ModuleList(torch.nn.Linear(4096, 4096, bias=False) for _ in range(8))  # 8 x 64 MiB fp32
-    copies = 8 * 4096 * 4096 * 2  # their bf16 casts: 256 MiB
+    # 64 MiB bf16 casts, above glibc's largest mmap threshold (32 MiB), so each is mostly fresh pages (RSS).
+    # RSS is the whole process's: in the full suite one cast once landed on pages already resident (the
+    # forward added 224 of 256 MiB), so the bound allows three of eight casts to do that. With
+    # checkpointing and autocast's cache off (cache_enabled=False) the same forward adds nothing (measured);
+    # without checkpointing, autograd's saved tensors would hold the casts as well.
+    layers = torch.nn.ModuleList(torch.nn.Linear(4096, 8192, bias=False) for _ in range(8))  # 8 x 128 MiB fp32
+    copies = 8 * 8192 * 4096 * 2  # their bf16 casts: 512 MiB
     x = torch.randn(2, 4096, requires_grad=True)
+    gc.collect()
     before = _status_bytes("VmRSS")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         h = x
         for layer in layers:
-            h = checkpoint(layer, h, use_reentrant=False) if checkpointing else layer(h)
+            # each layer maps 4096 -> 8192; keep the first 4096 outputs for the next one
+            h = (checkpoint(layer, h, use_reentrant=False) if checkpointing else layer(h))[:, :4096]
         inside = _status_bytes("VmRSS")
-    assert inside - before > 0.9 * copies
+    assert inside - before > 0.6 * copies, f"the forward added {(inside - before) / 2**20:.0f} MiB"
     h.float().sum().backward()
