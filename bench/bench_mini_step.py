@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from sweep.jobs.common import Cache
 from sweep.jobs.train import make_batch
@@ -32,7 +34,12 @@ from sweep.models.vlm import build_vlm
 from sweep.specs.models import CompressorEntry, MiniLLM
 
 IMAGES, GRID, DIM, QUESTIONS, VOCAB = 8000, 16, 64, 28000, 600
-LLMS = {"xs": (32, 64, 2), "sm": (48, 96, 2), "s": (64, 128, 2), "m": (128, 256, 4)}
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def catalogue_llm(name: str) -> MiniLLM:
+    """A mini LLM's shape from its catalogue entry, ``conf/llm/<name>.yaml``."""
+    return MiniLLM.parse(yaml.safe_load((CONF / "llm" / f"{name}.yaml").read_text())[name], f"llm.{name}")
 
 
 def fake_cache() -> Cache:
@@ -59,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--cells", nargs="+", default=["xs:16:avgpool", "m:16:avgpool", "sm:16:tokenpacker", "sm:16:quecc"],
-                        help="LLM:V:compressor, LLM one of " + ", ".join(LLMS))
+                        help="LLM:V:compressor, LLM a mini catalogue name (xs, sm, s, m, l)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cache = fake_cache()
@@ -68,9 +75,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for cell in args.cells:
         llm_name, v, comp = cell.split(":")
-        hidden, inter, heads = LLMS[llm_name]
-        llm = MiniLLM.parse({"name": llm_name, "kind": "tiny_qwen2", "hidden_size": hidden, "intermediate_size": inter,
-                             "num_layers": 2, "num_heads": heads, "resource_class": "cpu"}, "llm")
+        llm = catalogue_llm(llm_name)
         entry = CompressorEntry.parse({"name": comp, "_target_": comp}, "compressor")
         torch.manual_seed(0)
         model = build_vlm(llm, entry, vision_dim=DIM, level_dim=2 * DIM, grid=GRID, visual_tokens=int(v),

@@ -10,6 +10,7 @@ Run: ``.venv/bin/pytest tests/test_memory.py -q``
 from __future__ import annotations
 
 import dataclasses
+import gc
 from pathlib import Path
 
 import pytest
@@ -192,8 +193,6 @@ def test_autocast_keeps_a_bf16_copy_of_every_weight_through_the_forward(checkpoi
     from torch.utils.checkpoint import checkpoint
 
     from sweep.jobs.peakmem import _status_bytes
-
-    import gc
 
     torch.manual_seed(0)
     # 64 MiB bf16 casts, above glibc's largest mmap threshold (32 MiB), so each is mostly fresh pages (RSS).

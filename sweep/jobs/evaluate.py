@@ -68,10 +68,11 @@ def run(ctx: JobContext) -> dict[str, float]:
     batch_size = spec.eval.batch_size
     correct = torch.zeros(len(chosen), dtype=torch.bool)
     q_tokens = 0
+    levels = model.compressor.needs_levels  # gather the multi-level features only for a compressor that reads them
     t1 = time.perf_counter()
     for i in range(0, len(chosen), batch_size):
         idx = chosen[i : i + batch_size]
-        batch = make_batch(cache, idx, pad_id, model.compressor.needs_levels)
+        batch = make_batch(cache, idx, pad_id, levels)
         target = batch.pop("a_ids")
         pred = model.generate(**batch, max_tokens=target.shape[1], eos_id=eos_id)
         # Exact match up to and including EOS; padding after EOS is ignored.
@@ -104,7 +105,7 @@ def run(ctx: JobContext) -> dict[str, float]:
         "flops/question_pass": question_pass,
         "flops/total": vision + compressor + projector + prefill + question_pass,
         "eval/questions_per_s": len(chosen) / seconds if seconds > 0 else 0.0,
-        "latency/prefill_ms": _prefill_ms(model, make_batch(cache, chosen[:1], pad_id, model.compressor.needs_levels), eos_id),
+        "latency/prefill_ms": _prefill_ms(model, make_batch(cache, chosen[:1], pad_id, levels), eos_id),
     })
     return metrics
 
