@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sweep.models.compressors import build_compressor, compressor_class, valid_visual_tokens
 from sweep.models.compressors.base import Compressor, format_counts
+from sweep.models.compressors.regions import RegionAttention
 from sweep.specs.models import CompressorEntry
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "compressor"
@@ -163,6 +164,27 @@ def test_each_query_reads_only_its_own_region(name: str) -> None:
     moved = (after - before).abs().amax(dim=(0, 2))
     assert moved[0] > 1e-4
     assert torch.all(moved[1:] == 0)
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_region_attention_is_multihead_attention_over_each_region(heads: int) -> None:
+    """TokenPacker's and QueCC's originals run nn.MultiheadAttention per region; same weights, same output."""
+    b, q, r, dim, out_dim = 2, 4, 9, 16, 8
+    torch.manual_seed(0)
+    attn = RegionAttention(dim, heads, out_dim)
+    mha = torch.nn.MultiheadAttention(dim, heads, batch_first=True)
+    with torch.no_grad():
+        key_bias = torch.randn(dim)  # has no effect on the output: the softmax drops it
+        mha.in_proj_weight.copy_(torch.cat([attn.query.weight, attn.key.weight, attn.value.weight]))
+        mha.in_proj_bias.copy_(torch.cat([attn.query.bias, key_bias, attn.value.bias]))
+        mha.out_proj.weight.copy_(torch.eye(dim))
+        mha.out_proj.bias.zero_()
+    g = torch.Generator().manual_seed(1)
+    queries, keys, values = (torch.randn(b, q, *s, dim, generator=g) for s in ((), (r,), (r,)))
+    one_query_per_region = mha(queries.reshape(b * q, 1, dim), keys.reshape(b * q, r, dim),
+                               values.reshape(b * q, r, dim), need_weights=False)[0]
+    expected = attn.out(one_query_per_region.reshape(b, q, dim))
+    torch.testing.assert_close(attn(queries, keys, values), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_pixelshuffle_keeps_every_patch() -> None:

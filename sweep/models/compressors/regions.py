@@ -96,32 +96,42 @@ class LevelKeyValue(nn.Module):
 class RegionAttention(nn.Module):
     """Multi-head attention of each query to the k x k patch region it stands for.
 
-    Queries, keys and values arrive already projected to ``dim`` (the callers' MLPs do
-    that), so there is no second input projection as inside ``nn.MultiheadAttention``;
-    the output projection maps straight to the compressor's ``out_dim``.
+    The originals run ``nn.MultiheadAttention`` over the normalised queries, keys and
+    values, so each side gets one more (per-head) linear map before the scores and the
+    weighted sum; here too. Two of them are applied where they cost least, with the same
+    result: the key map moves to the query side (``q . (W_k k + b_k) = (W_k^T q) . k``
+    plus a per-query constant, which the softmax drops, so ``b_k`` has no effect and is
+    left out), and the value map comes after the weighted sum (the weights sum to 1,
+    so ``sum w (W_v v + b_v) = W_v (sum w v) + b_v``). The output map goes straight to the
+    compressor's ``out_dim``.
     """
 
     def __init__(self, dim: int, heads: int, out_dim: int) -> None:
         super().__init__()
         self.dim, self.heads, self.out_dim = dim, heads, out_dim
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim)
         self.out = nn.Linear(dim, out_dim)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """queries (B, Q, dim); keys/values (B, Q, k*k, dim), region i for query i -> (B, Q, out_dim)."""
-        b, q, r, _ = keys.shape
+        b, q, r, d = keys.shape
         h, hd = self.heads, self.dim // self.heads
-        # The 1/sqrt(hd) scale goes on the V queries, not on the P scores: one full-size
-        # multiply fewer, forward and backward.
-        qh = (queries * hd**-0.5).reshape(b, q, 1, h, hd)
-        kh = keys.reshape(b, q, r, h, hd)
-        vh = values.reshape(b, q, r, h, hd)
+        # Per head, W_k,h^T (hd x dim) maps the head's query into key space; the 1/sqrt(hd)
+        # scale goes on these V queries, not on the P scores.
+        qh = (self.query(queries) * hd**-0.5).reshape(b, q, h, hd)
+        qk = torch.einsum("bqhe,hed->bqhd", qh, self.key.weight.reshape(h, hd, d))
         # One query per region: broadcast products and sums beat batched 1-row matmuls
         # (measured about 2x faster on CPU, forward + backward) and need no transposes.
-        weights = (qh * kh).sum(-1).softmax(dim=2)
-        out = (weights.unsqueeze(-1) * vh).sum(2)
-        return self.out(out.reshape(b, q, self.dim))
+        weights = (qk.unsqueeze(2) * keys.unsqueeze(3)).sum(-1).softmax(dim=2)  # (B, Q, r, H)
+        pooled = (weights.unsqueeze(-1) * values.unsqueeze(3)).sum(2)  # (B, Q, H, dim)
+        heads = torch.einsum("bqhd,hed->bqhe", pooled, self.value.weight.reshape(h, hd, d))
+        heads = heads + self.value.bias.reshape(h, hd)
+        return self.out(heads.reshape(b, q, self.dim))
 
     def flops(self, grid: int, queries: int) -> float:
-        """Scores and weighted sum (each query sees G*G/Q patches, so G*G in all) plus the output map."""
-        attention = 2 * 2.0 * grid * grid * self.dim
-        return attention + linear_flops(queries, self.dim, self.out_dim)
+        """Scores and weighted sums (each query sees G*G/Q patches, so G*G in all; full width per
+        head) plus the query, key, value and output maps on the V queries."""
+        attention = 2 * 2.0 * grid * grid * self.dim * self.heads
+        return attention + 3 * linear_flops(queries, self.dim, self.dim) + linear_flops(queries, self.dim, self.out_dim)
