@@ -68,7 +68,8 @@ def test_a_password_in_the_tracking_uri_is_never_printed(tmp_path: Path) -> None
 
 
 def test_secrets_in_the_config_reach_no_file_no_run_and_no_id(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from sweep.cli import load, setup_tracking
+    from sweep.cli import load
+    from sweep.lifecycle import setup_tracking
     from sweep.tracking import Tracker
 
     base = [f"sweep.root={tmp_path / 'out'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",

@@ -142,7 +142,7 @@ def _markdown(number: int, p: Proposal) -> str:
 def run_adaptive(cfg: Any, plan: Any, overrides: list[str]) -> int:
     """The adaptive loop (see the module docstring); 0 when it stopped by its rules, 1 when a job failed."""
     from launchers.base import make_launcher
-    from sweep.cli import check_before_start, resume_command, run_fit_after, setup_tracking, store_of
+    from sweep.lifecycle import check_before_start, resume_command, run_fit_after, setup_tracking, store_of
     from sweep.design.propose import render
 
     settings = cfg.design
@@ -205,14 +205,10 @@ def run_adaptive(cfg: Any, plan: Any, overrides: list[str]) -> int:
 def _launch(cfg: Any, plan: Any, launcher: Any, todo: list[str], rt: Any, store: Any) -> str:
     """Run one round's jobs through the launcher, with live progress; '' when all are done, else what went wrong."""
     from launchers.base import HELD
-    from sweep.cli import slots
-    from sweep.live import Watch
+    from sweep.lifecycle import launch_watched
 
-    try:
-        with interrupt.graceful(), Watch(plan, todo, store, interval_s=cfg.launcher.progress_s,
-                                         slots=slots(cfg.launcher, len(todo))) as watch:
-            report = launcher.launch(plan, todo, rt, watch)
-    except KeyboardInterrupt:  # stopped at once (a second signal): the store says what happened
+    report = launch_watched(cfg, plan, launcher, todo, rt, store)
+    if report is None:  # stopped at once (a second signal): the store says what happened
         return "stopped"
     held = [o for o in report.outcomes.values() if o.state == HELD]
     if held:

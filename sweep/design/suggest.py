@@ -23,7 +23,7 @@ DEFAULT_K = 5  # suggestions listed when design.k is unset
 
 def suggest(cfg: Any, plan: Any, csv: Path | None, n_unit: str, as_json: bool) -> int:
     """Print the proposal for this config's grid and results; 0 (a stop is an answer, not an error)."""
-    from sweep.cli import store_of
+    from sweep.lifecycle import store_of
     from sweep.design.pool import Pool
     from sweep.design.propose import propose, render, to_json
     from sweep.design.sources import results_from_csv, results_from_mlflow
