@@ -293,8 +293,9 @@ def describe(error: BaseException) -> str:
         root = nxt
         seen.add(id(root))
     first, *rest = f"{type(error).__name__}: {error}".splitlines() or [""]
-    if root is not error:
-        first += f" (from {type(root).__name__}: {(str(root).splitlines() or [''])[0]})"
+    cause = (str(root).splitlines() or [""])[0]
+    if root is not error and cause not in first:  # a message that quotes its cause already says it
+        first += f" (from {type(root).__name__}: {cause})"
     return "\n".join([first, *rest])
 
 

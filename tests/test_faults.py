@@ -183,6 +183,35 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path: Pa
     assert all(torch.allclose(whole[k], resumed[k], atol=1e-6) for k in whole)  # the same weights as without the fault
 
 
+def test_a_checkpoint_from_other_model_code_fails_the_job_clearly_and_is_kept(tmp_path: Path) -> None:
+    """The same job id after a change to the model's code: the job says which checkpoint and what to do, and keeps it."""
+    import torch
+
+    from sweep.jobs.context import JobContext, Preempted
+    from sweep.jobs.loop import CheckpointMismatch, Single, TrainLoop
+    from sweep.specs.train import Optim
+
+    with pytest.raises(Preempted):
+        _tiny_loop(tmp_path, 10, stop_after=4)
+    ckpt = tmp_path / "ckpt"
+    before = {p.name: p.read_bytes() for p in ckpt.glob("step_*.pt")}
+    assert before
+
+    changed = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 1))  # the model's code changed
+    ctx = JobContext("j", "train", None, tmp_path)
+    with pytest.raises(CheckpointMismatch) as raised:
+        TrainLoop(ctx, Optim(lr=0.05, checkpoint_every=3, log_every=1), 10, list(changed.parameters()), Single(changed))
+    said = str(raised.value)
+    newest = ckpt / max(before)
+    assert f"checkpoint {newest} does not fit this job's model" in said
+    assert "Missing key(s)" in said and f"move {ckpt} away" in said
+    assert {p.name: p.read_bytes() for p in ckpt.glob("step_*.pt")} == before  # nothing set aside, nothing lost
+
+    ckpt.rename(tmp_path / "ckpt.old")  # the fix the message gives
+    loop = TrainLoop(ctx, Optim(lr=0.05, checkpoint_every=3, log_every=1), 10, list(changed.parameters()), Single(changed))
+    assert loop.start == 0
+
+
 def _save_under_a_file_size_limit(folder: str, limit: int, queue: Any) -> None:
     """In a child: a checkpoint write that hits RLIMIT_FSIZE (the disk-full boundary) part way through."""
     import resource

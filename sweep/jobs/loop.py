@@ -15,8 +15,11 @@ are clipped, is the ``Strategy``'s: ``Single`` for one process, ``Parallel``
 ``ckpt/step_XXXXXXXX.pt`` written atomically (temp file, fsync, rename); resuming
 takes the newest one that loads, so a truncated file (a crash mid-write on a
 filesystem without atomic rename, a full disk) costs the steps since the previous
-one, not the job. A stop request (Slurm preemption, Ctrl-C) saves a checkpoint at
-the next step on every rank and raises ``Preempted``.
+one, not the job. One that loads but does not fit the model or the optimizer (the
+model's code changed since: a job's id covers its spec, not the code) fails the job
+with ``CheckpointMismatch``, which names the file and the fix; the file is left as it
+is. A stop request (Slurm preemption, Ctrl-C) saves a checkpoint at the next step on
+every rank and raises ``Preempted``.
 """
 
 from __future__ import annotations
@@ -108,9 +111,22 @@ def load_newest(ckpt_dir: Path, set_aside: bool = True, warn: Callable[[str], No
             (warn or _stderr)(note)
             continue
         set_rng_state(state["rng"])
-        state["step"] = step
+        state["step"], state["path"] = step, path
         return state
     return None
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint that loads but does not fit the job's model or optimizer (the code changed since it was written)."""
+
+    def __init__(self, path: Path, error: Exception) -> None:
+        self.path = path
+        detail = " ".join(str(error).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + "..."
+        super().__init__(
+            f"checkpoint {path} does not fit this job's model or optimizer ({type(error).__name__}: {detail}). It was "
+            "written by other model code (a job's id covers its spec, not the code); nothing was changed. To start this "
+            f"job from step 0, move {path.parent} away (or delete it) and run the same command again")
 
 
 def _stderr(message: str) -> None:
@@ -173,7 +189,10 @@ class TrainLoop:
         self.start, window = 0, None
         state = load_newest(ctx.checkpoint_dir, set_aside=ctx.world.leader)
         if state is not None:
-            strategy.restore(state, self.opt)
+            try:
+                strategy.restore(state, self.opt)
+            except (RuntimeError, ValueError, KeyError) as e:  # strict load_state_dict: missing, unexpected, shapes
+                raise CheckpointMismatch(state["path"], e) from e
             self.sched.load_state_dict(state["scheduler"])
             self.start, window = int(state["step"]), list(state["window"])
         self.book = StepBook(ctx, steps, optim.log_every, optim.checkpoint_every, self.checkpoint, window, prefix)
