@@ -2,7 +2,8 @@
 
 Before anything starts: the launcher's, the HF models' and the places' checks, reported
 together (``check_before_start``); then the MLflow experiment and parent run once, under a
-lock (``setup_tracking``). After the launch: each job's outcome (``outcomes_of``), the
+lock (``setup_tracking``); the launch itself under the signal handling, with live progress
+(``launch_watched``). After it: each job's outcome (``outcomes_of``), the
 summary (``print_summary``), the command that resumes (``resume_command``), and the fit
 and study report (``run_fit_after``). ``sweep.cli`` parses and dispatches the commands.
 """
@@ -20,6 +21,7 @@ MAX_LISTED = 20  # the summary lists at most this many jobs that did not finish
 
 
 def store_of(cfg: Any) -> Any:
+    """The job store under ``sweep.root``."""
     from sweep.store import Store
 
     return Store(cfg.sweep.root, lease_s=cfg.sweep.lease_s)
