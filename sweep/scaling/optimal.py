@@ -48,6 +48,13 @@ def latency_frontier(best: FormFit, cells: Cells, v_max: float, level: float) ->
     model = fit_latency(cells.n[ok], cells.v[ok], cells.latency_ms[ok])
     cost = model.cost()
     costs = np.where(ok, cells.latency_ms, model(cells.n, cells.v))
+    if max(cost.b) <= 0:  # a budget line needs a cost that grows with N; otherwise any N fits any budget
+        spent = budgets(costs)
+        note = ("measured latency does not grow with N in these cells (the latency model's N terms fit to 0: fixed "
+                "costs dominate at these sizes), so a latency budget does not bound the LLM: no latency frontier.")
+        return Frontier(cost=cost.kind, q=None, unit=cost.unit, form=best.form, v_star=VStar(None, None, "unknown", note),
+                        budget_free=False, reference_budget=float(np.sqrt(spent[0] * spent[-1])), numeric=None, ci=None,
+                        v_range=None, rows=[]), model
     return _frontier(best, cells, cost, costs, v_max, level, None), model
 
 

@@ -77,6 +77,24 @@ def test_latency_in_report_plot_and_metrics(timed, tmp_path):
     assert not any("/cells/" in k for k in metrics)  # per-cell tables stay in fit.json
 
 
+def test_latency_that_does_not_grow_with_n_gives_no_frontier(make_table, tmp_path):
+    """Tiny models on a CPU: fixed costs swamp N, the latency model's N terms fit to 0; no division by zero."""
+    import warnings
+
+    rng = np.random.default_rng(1)
+    obs = [replace(o, latency_ms=(1.5 + 0.001 * o.V) * (1 + 0.01 * rng.standard_normal())) for o in make_table(seed=7)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide-by-zero and invalid-value warnings reached the user's terminal
+        study = fit_study(obs, n_boot=50, forms=("multiplicative",))
+        write_report(study, obs, tmp_path)
+    fam = study.families["vqa"]
+    assert fam.latency_model.coef[1] == 0 and fam.latency_model.coef[3] == 0
+    lat = fam.to_json()["latency"]
+    assert lat["v_star"] is None and lat["frontier"] == []
+    assert "does not grow with N" in (tmp_path / "summary.md").read_text()
+    assert fam.to_json()["v_star"]["0"] == 1.0  # the FLOPs frontier is untouched
+
+
 def test_flops_only_when_asked_or_unmeasured(timed, make_table):
     obs, _ = timed
     assert fit_study(obs, n_boot=0, cost="flops", forms=("multiplicative",)).to_json()["vqa"]["latency"] is None
