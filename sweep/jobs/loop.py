@@ -120,7 +120,6 @@ class CheckpointMismatch(RuntimeError):
     """A checkpoint that loads but does not fit the job's model or optimizer (the code changed since it was written)."""
 
     def __init__(self, path: Path, error: Exception) -> None:
-        self.path = path
         detail = " ".join(str(error).split())
         detail = detail if len(detail) <= 300 else detail[:300] + "..."
         super().__init__(
