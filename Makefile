@@ -32,14 +32,14 @@ run: $(STAMP) ## run the sweep (default: the mini study, locally); extra overrid
 plan: $(STAMP) ## show the plan of a grid, e.g. make plan ARGS=+grid=paper
 	$(BIN)/python -m sweep plan $(ARGS)
 
-test: $(STAMP) slurm-install chromium-install ## every test, end-to-end, Ray, Slurm and browser ones included (what CI runs)
-	$(BIN)/python -m pytest -q -m "" $(ARGS)
+test: $(STAMP) slurm-install chromium-install ## every test but the real-shape one: end-to-end, Ray, Slurm and browser ones included (what CI runs)
+	$(BIN)/python -m pytest -q -m "not real_shapes" $(ARGS)
 
 test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(ARGS)
 
 test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shapes on the CPU (~10 min idle; needs ~19 GiB free)
-	$(BIN)/python -m pytest -q -m slow tests/test_real_shapes.py -s $(ARGS)
+	$(BIN)/python -m pytest -q -m real_shapes tests/test_real_shapes.py -s $(ARGS)
 
 bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_fit.py

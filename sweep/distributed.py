@@ -237,8 +237,11 @@ class Crew:
     def end(self, join_timeout_s: float = 60.0) -> None:
         """Tell the followers there is nothing more; wait for spawned ones to exit (kill them after the timeout)."""
         try:
-            self._join_group()
-            _word(END)
+            # A spawned follower that exited before the group formed would never join it: nothing to wait
+            # for (init_group would block for TIMEOUT_S).
+            if self._open or all(p.exitcode is None for p in self.processes):
+                self._join_group()
+                _word(END)
         except Exception:  # a follower died; what matters now is that none is left behind
             pass
         finally:

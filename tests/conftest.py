@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A collective that waits for a rank that is gone fails its test in 10 min rather than the default 30 (the
+# ranks of tests and the jobs they launch read it at import); the per-test timeout (pyproject.toml) is 20 min.
+os.environ.setdefault("SWEEP_DIST_TIMEOUT_S", "600")
 
 
 @pytest.fixture(scope="session")

@@ -239,3 +239,25 @@ def test_loopback_settings_do_not_outlive_the_group(tmp_path: Path, monkeypatch:
     assert os.environ["GLOO_SOCKET_IFNAME"] in ("lo", "lo0") and os.environ["NCCL_SOCKET_IFNAME"] in ("lo", "lo0")
     close_group()
     assert "GLOO_SOCKET_IFNAME" not in os.environ and os.environ["NCCL_SOCKET_IFNAME"] == "ib0"
+
+
+def _dies_before_joining(world: Any, code: int) -> None:
+    os._exit(code)  # a follower rank that ends before it joins the group (an import error, the OOM killer)
+
+
+def test_ending_a_crew_whose_follower_died_before_joining_does_not_wait_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader's ``end`` would otherwise block in the group's rendezvous for ``TIMEOUT_S`` (30 min by default)."""
+    import time
+
+    import torch.distributed as dist
+
+    from sweep import distributed
+    from sweep.distributed import Crew
+
+    monkeypatch.setattr(distributed, "TIMEOUT_S", 60.0)
+    crew = Crew.on_this_node(2, _dies_before_joining, (3,))
+    crew.processes[0].join(120)
+    t0 = time.monotonic()
+    crew.end()
+    assert time.monotonic() - t0 < 20
+    assert crew.failed() == ["sweep-rank1 exited with 3"] and not dist.is_initialized()

@@ -81,7 +81,7 @@ def test_slurm_partitions_are_set_up_for_preemption(slurm_cluster: SlurmCluster)
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120, method="signal")
 def test_submitit_round_trip(slurm_env: SlurmCluster) -> None:
     import submitit
 
@@ -94,7 +94,7 @@ def test_submitit_round_trip(slurm_env: SlurmCluster) -> None:
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120, method="signal")
 def test_cancelled_job_is_cancelled_in_sacct(slurm_env: SlurmCluster) -> None:
     import submitit
 
@@ -135,7 +135,7 @@ class _WaitForPreemption:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, method="signal")
 def test_high_partition_preempts_debug_and_job_resumes(slurm_env: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     import submitit
 
@@ -157,7 +157,7 @@ def test_high_partition_preempts_debug_and_job_resumes(slurm_env: SlurmCluster, 
 # ----------------------------------------------------------------- MLflow ---
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180, method="signal")
 def test_mlflow_server_stores_and_returns_a_run(mlflow_server: str, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
@@ -185,7 +185,7 @@ def test_mlflow_server_stores_and_returns_a_run(mlflow_server: str, tmp_path: Pa
 # -------------------------------------------------------------------- Ray ---
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180, method="signal")
 def test_ray_head_runs_a_remote_function(ray_head: RayHead, ray_address: str) -> None:
     import ray
 

@@ -23,13 +23,13 @@ import pytest
 from harness import REPO_ROOT, free_port, session_members, terminate_session, wait_until
 from helpers import features_dir, runs_by_role, start_sweep, wait_for_features_checkpoint
 
-ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=150", "vision.pretrain.checkpoint_every=10",
+ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.checkpoint_every=10",
         "vision.pretrain.log_every=5", "data.train_images=200", "data.test_images=50", "train.stages.0.steps=10",
         "train.stages.0.log_every=5", "eval.max_questions=50", "fit.n_boot=10"]
 
 
-def _start(cwd: Path, root: Path, *args: str) -> subprocess.Popen:
-    return start_sweep(*ARGS, *args, cwd=cwd, env={"SWEEP_ROOT": str(root)})
+def _start(cwd: Path, root: Path, *args: str, pretrain_steps: int = 150) -> subprocess.Popen:
+    return start_sweep(*ARGS, f"vision.pretrain.steps={pretrain_steps}", *args, cwd=cwd, env={"SWEEP_ROOT": str(root)})
 
 
 
@@ -64,7 +64,8 @@ def _fill(disk: Path) -> None:
 def test_a_full_disk_is_reported_and_the_summary_survives(store_on: str, tmp_path: Path, small_disk: Path) -> None:
     root = small_disk / "sweeps"
     db = (small_disk if store_on == "same disk" else tmp_path) / "mlflow.db"
-    proc = _start(tmp_path, root, f"tracking.uri=sqlite:///{db}")
+    # tracking.retry_s=5: a store on the full disk fails every write; each would otherwise retry for 2 min.
+    proc = _start(tmp_path, root, f"tracking.uri=sqlite:///{db}", "tracking.retry_s=5")
     wait_for_features_checkpoint(proc, root)
     _fill(small_disk)
     out, err = proc.communicate(timeout=300)
@@ -109,7 +110,8 @@ class _Server:
 def test_an_mlflow_outage_longer_than_the_retry_budget(tmp_path: Path) -> None:
     with _Server(tmp_path / "server") as srv:
         uri = srv.server.uri
-        proc = _start(tmp_path, tmp_path / "out", f"tracking.uri={uri}", "tracking.retry_s=3")
+        # Fewer steps than the full-disk runs: the server stops after the first checkpoint, and the rerun does them all.
+        proc = _start(tmp_path, tmp_path / "out", f"tracking.uri={uri}", "tracking.retry_s=3", pretrain_steps=60)
         wait_for_features_checkpoint(proc, tmp_path / "out")
         srv.server.stop()  # down for longer than tracking.retry_s
         out, err = proc.communicate(timeout=300)
@@ -122,7 +124,7 @@ def test_an_mlflow_outage_longer_than_the_retry_budget(tmp_path: Path) -> None:
         assert (features_dir(tmp_path / "out") / "error.json").exists()
 
         srv.server.start()  # the server is back: the next run repairs the runs it left open
-        again = _start(tmp_path, tmp_path / "out", f"tracking.uri={uri}")
+        again = _start(tmp_path, tmp_path / "out", f"tracking.uri={uri}", pretrain_steps=60)
         out, err = again.communicate(timeout=600)
         assert again.returncode == 0, out[-3000:] + err[-3000:]
         runs = runs_by_role(uri)

@@ -162,7 +162,7 @@ def test_a_second_signal_stops_the_running_jobs_at_once(tmp_path: Path, mlflow_u
 
 # The features job pretrains the mini tower with a checkpoint every 10 steps: long enough to be
 # interrupted, short enough for the rerun to finish.
-ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=150", "vision.pretrain.checkpoint_every=10",
+ARGS = ["grid.llm=[xs]", "grid.visual_tokens=[1]", "vision.pretrain.steps=60", "vision.pretrain.checkpoint_every=10",
         "vision.pretrain.log_every=5", "data.train_images=300", "data.test_images=100", "train.stages.0.steps=10",
         "train.stages.0.log_every=5", "eval.max_questions=50", "fit.n_boot=10"]
 
@@ -183,7 +183,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "1 interrupted, 2 not started" in out
     resume = next(line for line in out.splitlines() if "to resume" in line)
-    assert "python -m sweep" in resume and "vision.pretrain.steps=150" in resume
+    assert "python -m sweep" in resume and "vision.pretrain.steps=60" in resume
     wait_until(lambda: not session_members(proc.pid), 30, "every process of the run to exit")
     features = features_dir(tmp_path / "outputs")
     assert json.loads((features / "status.json").read_text())["state"] == "interrupted"
@@ -203,8 +203,8 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> No
     from mlflow import MlflowClient
 
     history = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(feat.info.run_id, "vision/pretrain/loss")
-    assert sorted(m.step for m in history) == list(range(5, 151, 5))  # the whole curve, each step once
-    assert 0 < stopped_at < 150
+    assert sorted(m.step for m in history) == list(range(5, 61, 5))  # the whole curve, each step once
+    assert 0 < stopped_at < 60
 
 
 @pytest.mark.slow
