@@ -198,6 +198,15 @@ def _word(word: str | None = None) -> str:
     return str(box[0])
 
 
+def _leave_together() -> None:
+    """A barrier after the ``end`` word, so no rank tears the group down while another is still in its last
+    collective: a gloo rank whose peer tore down first can abort ("terminate called without an active
+    exception"; ``bench/gpu_check.py`` saw it in 4 of 12 CPU runs without such a barrier, 0 of 12 with it)."""
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
 # ---- the leader's side -------------------------------------------------------------------------
 
 class Crew:
@@ -242,6 +251,7 @@ class Crew:
             if self._open or all(p.exitcode is None for p in self.processes):
                 self._join_group()
                 _word(END)
+                _leave_together()
         except Exception:  # a follower died; what matters now is that none is left behind
             pass
         finally:
@@ -302,6 +312,7 @@ def follow(world: World, body: Callable[[World], Any]) -> int:
             if word == RUN:
                 body(world)
                 runs += 1
+        _leave_together()
     finally:
         close_group()
     return runs
