@@ -38,7 +38,7 @@ test: $(STAMP) slurm-install chromium-install ## every test but the real-shape o
 test-fast: $(STAMP) ## the fast tests only (seconds to a minute)
 	$(BIN)/python -m pytest -q -m "not slow and not slurm" $(ARGS)
 
-test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shapes on the CPU (~10 min idle; needs ~19 GiB free)
+test-real-shapes: $(STAMP) ## the paper path at Qwen-1.5-0.5B / CLIP-L-336 shapes on the CPU (~14 min idle; needs ~19 GiB free)
 	$(BIN)/python -m pytest -q -m real_shapes tests/test_real_shapes.py -s $(ARGS)
 
 bench: $(STAMP) ## benchmark scripts that print figures (CPU)

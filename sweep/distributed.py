@@ -201,7 +201,7 @@ def _word(word: str | None = None) -> str:
 def _leave_together() -> None:
     """A barrier after the ``end`` word, so no rank tears the group down while another is still in its last
     collective: a gloo rank whose peer tore down first can abort ("terminate called without an active
-    exception"; ``bench/gpu_check.py`` saw it in 4 of 12 CPU runs without such a barrier, 0 of 12 with it)."""
+    exception"; ``bench/gpu_check.py``'s CPU runs saw it in 4 of 12 without such a barrier, 0 of 12 with it)."""
     import torch.distributed as dist
 
     dist.barrier()
