@@ -10,6 +10,10 @@ MLFLOW_PORT ?= 5000
 # The store `make mlflow-ui` shows (the sweep's default: ./mlflow.db).
 MLFLOW_UI_URI ?= sqlite:///mlflow.db
 ARGS ?=
+# Python keeps each module's bytecode (__pycache__, git-ignored) even where the environment sets
+# PYTHONDONTWRITEBYTECODE (this machine's does): without it every process of a run or a test compiles
+# torch, transformers and mlflow from source again (bench/bench_imports.py).
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: help install run plan test test-fast test-real-shapes bench bench-gpu gpu-check mlflow-ui dashboard-shot mlflow-server mlflow-server-stop mlflow-server-status slurm-install chromium-install slurm-up slurm-down slurm-status slurm-env clean
 
@@ -46,6 +50,7 @@ bench: $(STAMP) ## benchmark scripts that print figures (CPU)
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_adaptive.py
 	$(BIN)/python bench/bench_mini_step.py
+	$(BIN)/python bench/bench_imports.py
 
 bench-gpu: $(STAMP) ## training throughput, MFU and prefill latency at real model shapes (skips without CUDA)
 	$(BIN)/python bench/bench_gpu.py
