@@ -116,10 +116,24 @@ def init_group(world: World) -> None:
         for var in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):  # for this group only: a worker is reused
             _SAVED_ENV[var] = os.environ.get(var)
             os.environ[var] = _loopback_name()
+    if world.store_file and not world.leader:  # the leader waits for this before its own rendezvous
+        _say_ready(world)
     dist.init_process_group(
         backend="nccl" if torch.cuda.is_available() else "gloo",
         init_method=f"file://{world.store_file}" if world.store_file else f"tcp://{world.master_addr}:{world.master_port}",
         rank=world.rank, world_size=world.world_size, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+
+
+def ready_file(store_file: str, rank: int) -> str:
+    """The file a follower rank writes next to a one-node group's rendezvous file when it gets there."""
+    return f"{store_file}.ready{rank}"
+
+
+def _say_ready(world: World) -> None:
+    try:
+        open(ready_file(world.store_file, world.rank), "w").close()
+    except OSError:  # the leader has ended the job and removed the folder: the rendezvous fails on its own
+        pass
 
 
 def _loopback_name() -> str:
@@ -266,8 +280,29 @@ class Crew:
 
     def _join_group(self) -> None:
         if not self._open:
+            self._await_spawned()
             init_group(self.world)
             self._open = True
+
+    def _await_spawned(self, poll_s: float = 0.05) -> None:
+        """Wait until every follower this process spawned has reached the rendezvous; fail at once if one
+        ended before it, which would otherwise leave the leader in ``init_group`` for ``TIMEOUT_S``."""
+        if not self.processes or not self.world.store_file:
+            return
+        ranks = {p: self.world.rank + i for i, p in enumerate(self.processes, start=1)}
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            ended = [f"{p.name} exited with {p.exitcode}" for p in self.processes if p.exitcode is not None]
+            if ended:
+                raise RuntimeError(
+                    f"{', '.join(ended)} before joining the job's process group (its own error, if it printed one, "
+                    "is in this job's output above); nothing ran on any rank")
+            if all(os.path.exists(ready_file(self.world.store_file, r)) for r in ranks.values()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the job's spawned ranks did not reach the process group within {TIMEOUT_S:.0f} s "
+                                   "(SWEEP_DIST_TIMEOUT_S)")
+            time.sleep(poll_s)
 
 
 def new_store_file() -> str:

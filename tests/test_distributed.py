@@ -261,3 +261,23 @@ def test_ending_a_crew_whose_follower_died_before_joining_does_not_wait_for_it(m
     crew.end()
     assert time.monotonic() - t0 < 20
     assert crew.failed() == ["sweep-rank1 exited with 3"] and not dist.is_initialized()
+
+
+def test_a_follower_that_dies_before_joining_fails_the_leaders_start_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Crew.run`` would otherwise wait in the group's rendezvous for ``TIMEOUT_S`` (30 min by default) with the
+    job's GPUs held; it says which rank ended and how, and ``end`` then reaps it without waiting either."""
+    import time
+
+    import torch.distributed as dist
+
+    from sweep import distributed
+    from sweep.distributed import Crew
+
+    monkeypatch.setattr(distributed, "TIMEOUT_S", 60.0)
+    crew = Crew.on_this_node(2, _dies_before_joining, (3,))
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="sweep-rank1 exited with 3 before joining the job's process group"):
+        crew.run()
+    crew.end()
+    assert time.monotonic() - t0 < 30
+    assert not dist.is_initialized()
