@@ -124,14 +124,14 @@ def init_group(world: World) -> None:
         rank=world.rank, world_size=world.world_size, timeout=datetime.timedelta(seconds=TIMEOUT_S))
 
 
-def ready_file(store_file: str, rank: int) -> str:
+def _ready_file(store_file: str, rank: int) -> str:
     """The file a follower rank writes next to a one-node group's rendezvous file when it gets there."""
     return f"{store_file}.ready{rank}"
 
 
 def _say_ready(world: World) -> None:
     try:
-        open(ready_file(world.store_file, world.rank), "w").close()
+        open(_ready_file(world.store_file, world.rank), "w").close()
     except OSError:  # the leader has ended the job and removed the folder: the rendezvous fails on its own
         pass
 
@@ -276,7 +276,11 @@ class Crew:
 
     def failed(self) -> list[str]:
         """Spawned followers that exited with an error (checked after a failed body)."""
-        return [f"{p.name} exited with {p.exitcode}" for p in self.processes if p.exitcode not in (None, 0)]
+        return self._exited(with_error=True)
+
+    def _exited(self, with_error: bool = False) -> list[str]:
+        return [f"{p.name} exited with {p.exitcode}" for p in self.processes
+                if p.exitcode is not None and not (with_error and p.exitcode == 0)]
 
     def _join_group(self) -> None:
         if not self._open:
@@ -289,15 +293,14 @@ class Crew:
         ended before it, which would otherwise leave the leader in ``init_group`` for ``TIMEOUT_S``."""
         if not self.processes or not self.world.store_file:
             return
-        ranks = {p: self.world.rank + i for i, p in enumerate(self.processes, start=1)}
+        marks = [_ready_file(self.world.store_file, self.world.rank + i) for i in range(1, len(self.processes) + 1)]
         deadline = time.monotonic() + TIMEOUT_S
         while True:
-            ended = [f"{p.name} exited with {p.exitcode}" for p in self.processes if p.exitcode is not None]
-            if ended:
+            if ended := self._exited():
                 raise RuntimeError(
                     f"{', '.join(ended)} before joining the job's process group (its own error, if it printed one, "
                     "is in this job's output above); nothing ran on any rank")
-            if all(os.path.exists(ready_file(self.world.store_file, r)) for r in ranks.values()):
+            if all(os.path.exists(m) for m in marks):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the job's spawned ranks did not reach the process group within {TIMEOUT_S:.0f} s "
