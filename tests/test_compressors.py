@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sweep.models.compressors import build_compressor, compressor_class, valid_visual_tokens
 from sweep.models.compressors.base import Compressor, format_counts
-from sweep.models.compressors.regions import RegionAttention
+from sweep.models.compressors.regions import RegionAttention, from_map, to_map
 from sweep.specs.models import CompressorEntry
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "compressor"
@@ -139,6 +139,21 @@ def test_quecc_does_not_backpropagate_into_the_question() -> None:
     question.requires_grad_(True)
     out = model(feats, levels, question)
     assert not torch.autograd.grad(out.sum(), question, allow_unused=True, materialize_grads=True)[0].any()
+
+
+@pytest.mark.parametrize("visual_tokens", [1, 4, 16])
+def test_quecc_condenses_each_region_as_its_depthwise_conv_does(visual_tokens: int) -> None:
+    torch.manual_seed(0)
+    model = build("quecc", visual_tokens)
+    tokens = torch.randn(BATCH, GRID * GRID, model.dim, requires_grad=True)
+    conv = from_map(model.downsample(to_map(tokens, GRID)))
+    condensed = model.condense(tokens)
+    torch.testing.assert_close(condensed, conv, rtol=1e-5, atol=1e-5)
+    # The same gradients too, for the conv's weights and for the tokens.
+    grads = torch.autograd.grad(condensed.square().sum(), [tokens, model.downsample.weight, model.downsample.bias])
+    expected = torch.autograd.grad(conv.square().sum(), [tokens, model.downsample.weight, model.downsample.bias])
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["tokenpacker", "quecc"])

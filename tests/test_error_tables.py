@@ -60,5 +60,9 @@ def test_compressor_grid_plans_every_compressor_at_every_v(tmp_path, monkeypatch
     monkeypatch.setenv("SWEEP_ROOT", str(tmp_path / "out"))
     cfg, plan = load(["+grid=compressors"])
     cells = {(j.cell.compressor, j.cell.visual_tokens, j.cell.seed) for j in plan if j.role == "eval"}
-    assert len(cells) == 5 * 3 * 3 and ("pixelshuffle", 1, 2) in cells
+    assert len(cells) == 5 * 2 * 3 and ("pixelshuffle", 4, 2) in cells
     assert tuple(cfg.grid.llm) == ("sm",) and cfg.compressor["pixelshuffle"].params["max_ratio"] == 16
+    # The fuller study the README describes adds V = 1, which pixel shuffle reaches at max_ratio 16.
+    _, fuller = load(["+grid=compressors", "grid.visual_tokens=[1,4,16]"])
+    assert ("pixelshuffle", 1, 2) in {(j.cell.compressor, j.cell.visual_tokens, j.cell.seed)
+                                      for j in fuller if j.role == "eval"}
