@@ -82,8 +82,9 @@ class QueCC(Compressor):
         """The depth-wise conv (kernel = stride = k) on (B, G*G, dim) tokens -> (B, V, dim) queries.
 
         Each query is its region's patches weighted per channel and summed, computed so
-        with the conv's own weights: on CPU that is as fast forward and its backward much
-        cheaper (QueCC's step at V = 1 on the mini grid: 92 ms against 113).
+        with the conv's own weights, because the convolution is slow on CPU at large k
+        (``bench/bench_mini_step.py --cells sm:1:quecc --steps 40``, k = 16: 74-77 ms per
+        step this way, 108-110 ms through ``nn.Conv2d``).
         """
         regions = split_regions(tokens, self.grid, self.k)  # (B, V, k*k, dim)
         weight = self.downsample.weight.reshape(self.dim, self.k * self.k).t()
