@@ -212,6 +212,35 @@ def test_a_checkpoint_from_other_model_code_fails_the_job_clearly_and_is_kept(tm
     assert loop.start == 0
 
 
+@pytest.mark.parametrize("failure", ["out of memory", "collective"])
+def test_running_out_of_memory_or_a_failed_collective_while_restoring_is_not_called_a_mismatch(
+        tmp_path: Path, failure: str) -> None:
+    """Restoring can fail although the checkpoint fits: the job then says what failed, not "other model code"."""
+    import torch
+    import torch.distributed
+
+    from sweep.jobs.context import JobContext, Preempted
+    from sweep.jobs.loop import Single, TrainLoop
+    from sweep.specs.train import Optim
+
+    with pytest.raises(Preempted):
+        _tiny_loop(tmp_path, 10, stop_after=4)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").glob("step_*.pt")}
+    error = (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB") if failure == "out of memory"
+             else torch.distributed.DistBackendError("NCCL error: unhandled system error"))
+
+    class FailingRestore(Single):
+        def restore(self, state: dict[str, Any], opt: torch.optim.Optimizer) -> None:
+            raise error
+
+    model = torch.nn.Linear(8, 1)  # the job's own model: the checkpoint fits it
+    with pytest.raises(type(error)) as raised:
+        TrainLoop(JobContext("j", "train", None, tmp_path), Optim(lr=0.05, checkpoint_every=3, log_every=1), 10,
+                  list(model.parameters()), FailingRestore(model))
+    assert raised.value is error and "does not fit" not in str(raised.value)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ckpt").glob("step_*.pt")} == before
+
+
 def _save_under_a_file_size_limit(folder: str, limit: int, queue: Any) -> None:
     """In a child: a checkpoint write that hits RLIMIT_FSIZE (the disk-full boundary) part way through."""
     import resource

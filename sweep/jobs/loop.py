@@ -18,7 +18,8 @@ filesystem without atomic rename, a full disk) costs the steps since the previou
 one, not the job. One that loads but does not fit the model or the optimizer (the
 model's code changed since: a job's id covers its spec, not the code) fails the job
 with ``CheckpointMismatch``, which names the file and the fix; the file is left as it
-is. A stop request (Slurm preemption, Ctrl-C) saves a checkpoint at the next step on
+is (running out of memory or a failed collective while restoring is not called a
+mismatch: it is raised as it is). A stop request (Slurm preemption, Ctrl-C) saves a checkpoint at the next step on
 every rank and raises ``Preempted``.
 """
 
@@ -128,6 +129,11 @@ class CheckpointMismatch(RuntimeError):
             f"job from step 0, move {path.parent} away (or delete it) and run the same command again")
 
 
+# RuntimeErrors that restoring can raise although the checkpoint fits the model: they pass as they are.
+_NOT_A_MISMATCH: tuple[type[BaseException], ...] = (torch.OutOfMemoryError,) + (
+    (torch.distributed.DistError,) if torch.distributed.is_available() else ())
+
+
 def _stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
@@ -190,6 +196,8 @@ class TrainLoop:
         if state is not None:
             try:
                 strategy.restore(state, self.opt)
+            except _NOT_A_MISMATCH:
+                raise  # out of memory, a failed collective: the checkpoint may be fine, so say what really failed
             except (RuntimeError, ValueError, KeyError) as e:  # strict load_state_dict: missing, unexpected, shapes
                 raise CheckpointMismatch(state["path"], e) from e
             self.sched.load_state_dict(state["scheduler"])
