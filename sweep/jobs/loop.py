@@ -19,8 +19,8 @@ one, not the job. One that loads but does not fit the model or the optimizer (th
 model's code changed since: a job's id covers its spec, not the code) fails the job
 with ``CheckpointMismatch``, which names the file and the fix; the file is left as it
 is (running out of memory or a failed collective while restoring is not called a
-mismatch: it is raised as it is). A stop request (Slurm preemption, Ctrl-C) saves a checkpoint at the next step on
-every rank and raises ``Preempted``.
+mismatch: it is raised as it is). A stop request (Slurm preemption, Ctrl-C) saves a
+checkpoint at the next step on every rank and raises ``Preempted``.
 """
 
 from __future__ import annotations
